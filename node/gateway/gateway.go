@@ -1,0 +1,345 @@
+// Package gateway is the gateway role of nym-node: a WireGuard endpoint with an
+// address pool, a registration service behind a Noise channel, and a packet
+// router that decides, per client, where tunnel traffic may go.
+//
+// A client registers for a role. Traffic of an entry client may only reach the
+// WireGuard and registration endpoints of exit gateways listed in the directory
+// (the inner hop of fast mode); traffic of an exit client goes to the outside,
+// subject to the exit policy. Without root the router is a userspace network
+// stack that terminates each flow and re-originates it from the gateway's own
+// sockets.
+package gateway
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nymvpn/nymvpn/node/directory"
+	"github.com/nymvpn/nymvpn/registration"
+	"github.com/nymvpn/nymvpn/transport"
+	"github.com/nymvpn/nymvpn/tun/netstack"
+	"github.com/nymvpn/nymvpn/wgbind"
+	"golang.zx2c4.com/wireguard/device"
+)
+
+// Defaults, NymVPN's where it has them.
+var (
+	DefaultPool4 = netip.MustParsePrefix("10.1.0.0/16")
+	DefaultPool6 = netip.MustParsePrefix("fc01::/112")
+)
+
+const (
+	// DefaultMTU is the MTU of the gateway's tunnel, NymVPN's outer MTU.
+	DefaultMTU = 1420
+	// DefaultPeerIdle removes a client this long after its last registration
+	// or WireGuard handshake (clients keep alive every 25 s and rekey every 2 min).
+	DefaultPeerIdle = 5 * time.Minute
+)
+
+// Config configures a gateway.
+type Config struct {
+	ID    string
+	Roles []directory.Role // entry, exit, or both
+	// NoiseKey is the private static key of the registration endpoint;
+	// WireGuardKey the private WireGuard key. The directory publishes both
+	// public keys.
+	NoiseKey, WireGuardKey transport.Key
+	// WireGuardListen (UDP) and RegistrationListen (TCP); port 0 picks one.
+	WireGuardListen, RegistrationListen netip.AddrPort
+	Pool4, Pool6                        netip.Prefix
+	MTU                                 int
+	// FreePass admits clients without a ticket: a development switch, set
+	// by nym-localnet, until zk-nym tickets are checked.
+	FreePass bool
+	// Topology returns the gateway's current view of the directory; entry
+	// traffic may only reach exits it lists. Required for the entry role.
+	Topology func() *directory.Topology
+	Exit     ExitPolicy
+	PeerIdle time.Duration
+	Logger   *slog.Logger
+}
+
+// ExitPolicy says where exit traffic may go.
+type ExitPolicy struct {
+	// OutboundAddr is the local address flows are re-originated from
+	// (unset: the system chooses).
+	OutboundAddr netip.Addr
+	// AllowLoopback lets exit traffic reach this host's loopback addresses.
+	// Only the local test network, where the "internet" is loopback, sets it.
+	AllowLoopback bool
+	// Deny lists destinations refused in addition to the built-in ones
+	// (unspecified, multicast, link-local, the gateway's own pools).
+	Deny []netip.Prefix
+	// DNSUpstream answers DNS sent to the gateway's tunnel addresses.
+	DNSUpstream netip.AddrPort
+}
+
+// Gateway is a running gateway.
+type Gateway struct {
+	cfg    Config
+	log    *slog.Logger
+	dev    *device.Device
+	stack  *netstack.Stack
+	peers  *peerTable
+	reg    *registration.Server
+	regLn  net.Listener
+	wgPort uint16
+	stats  counters
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+type counters struct {
+	entryFlows, exitFlows, refused atomic.Int64
+}
+
+// Stats is a snapshot of a gateway's counters.
+type Stats struct {
+	Peers                        int
+	Registered, Refused, Failed  int64
+	EntryFlows, ExitFlows        int64 // flows forwarded for each role
+	PolicyRefused                int64 // flows refused by the entry or exit policy
+	Stack                        netstack.Stats
+}
+
+// New starts a gateway: it opens both listeners and the WireGuard device.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if len(cfg.Roles) == 0 {
+		return nil, errors.New("gateway: no role: want entry, exit or both")
+	}
+	for _, r := range cfg.Roles {
+		if r != directory.RoleEntry && r != directory.RoleExit {
+			return nil, fmt.Errorf("gateway: role %q is not a gateway role", r)
+		}
+	}
+	if slices.Contains(cfg.Roles, directory.RoleEntry) && cfg.Topology == nil {
+		return nil, errors.New("gateway: the entry role needs the directory's topology")
+	}
+	if cfg.NoiseKey.IsZero() || cfg.WireGuardKey.IsZero() {
+		return nil, errors.New("gateway: Noise and WireGuard keys required")
+	}
+	if !cfg.Pool4.IsValid() {
+		cfg.Pool4 = DefaultPool4
+	}
+	if !cfg.Pool6.IsValid() {
+		cfg.Pool6 = DefaultPool6
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = DefaultMTU
+	}
+	if cfg.PeerIdle == 0 {
+		cfg.PeerIdle = DefaultPeerIdle
+	}
+	g := &Gateway{cfg: cfg, log: cfg.Logger.With("gateway", cfg.ID)}
+
+	var err error
+	g.peers, err = newPeerTable(nil, cfg.Pool4, cfg.Pool6, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	g.stack, err = netstack.New(netstack.Config{
+		Addresses:     []netip.Addr{g.peers.gw4, g.peers.gw6},
+		MTU:           cfg.MTU,
+		AllowLoopback: cfg.Exit.AllowLoopback || cfg.allowsLoopbackExits(),
+		Forward:       &router{g: g, direct: &netstack.DirectForwarder{LocalAddr: cfg.Exit.OutboundAddr}},
+		Logger:        g.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: network stack: %w", err)
+	}
+	g.dev = device.NewDevice(g.stack, wgbind.UDP(cfg.WireGuardListen.Addr()), wgLogger(g.log))
+	g.peers.dev = g.dev
+	if err := g.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", hex.EncodeToString(cfg.WireGuardKey[:]), cfg.WireGuardListen.Port())); err != nil {
+		g.dev.Close()
+		return nil, fmt.Errorf("gateway: configure WireGuard on %v: %w", cfg.WireGuardListen, err)
+	}
+	if err := g.dev.Up(); err != nil {
+		g.dev.Close()
+		return nil, fmt.Errorf("gateway: WireGuard up on %v: %w", cfg.WireGuardListen, err)
+	}
+	g.wgPort, err = listenPort(g.dev)
+	if err != nil {
+		g.dev.Close()
+		return nil, err
+	}
+	g.regLn, err = net.Listen("tcp", cfg.RegistrationListen.String())
+	if err != nil {
+		g.dev.Close()
+		return nil, fmt.Errorf("gateway: registration listener: %w", err)
+	}
+	g.reg = &registration.Server{NoiseKey: cfg.NoiseKey, WireGuardKey: cfg.WireGuardKey, Registrar: g, Logger: g.log}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	g.cancel = cancel
+	g.wg.Add(2)
+	go func() {
+		defer g.wg.Done()
+		if err := g.reg.Serve(g.regLn); err != nil {
+			g.log.Error("registration service stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer g.wg.Done()
+		g.peers.expireLoop(ctx, cfg.PeerIdle, min(cfg.PeerIdle/4, 30*time.Second),
+			func(err error) { g.log.Warn("expiring idle peers", "err", err) },
+			func(n int) { g.log.Info("removed idle peers", "count", n) })
+	}()
+	g.log.Info("gateway up", "roles", cfg.Roles, "wireguard", g.WireGuardAddr(), "registration", g.RegistrationAddr(), "free_pass", cfg.FreePass)
+	return g, nil
+}
+
+// allowsLoopbackExits reports whether exits may sit on loopback, as in the
+// local network: the entry then forwards to loopback endpoints.
+func (c *Config) allowsLoopbackExits() bool {
+	return c.WireGuardListen.Addr().IsLoopback()
+}
+
+func listenPort(dev *device.Device) (uint16, error) {
+	state, err := dev.IpcGet()
+	if err != nil {
+		return 0, fmt.Errorf("gateway: read WireGuard state: %w", err)
+	}
+	var port uint16
+	for _, line := range splitLines(state) {
+		if _, err := fmt.Sscanf(line, "listen_port=%d", &port); err == nil {
+			return port, nil
+		}
+	}
+	return 0, errors.New("gateway: WireGuard device reports no listen port")
+}
+
+// WireGuardAddr is the UDP address clients send WireGuard to.
+func (g *Gateway) WireGuardAddr() netip.AddrPort {
+	return netip.AddrPortFrom(g.cfg.WireGuardListen.Addr(), g.wgPort)
+}
+
+// RegistrationAddr is the TCP address of the registration service.
+func (g *Gateway) RegistrationAddr() netip.AddrPort {
+	return netip.MustParseAddrPort(g.regLn.Addr().String())
+}
+
+// TunnelAddrs are the gateway's own addresses inside its tunnel.
+func (g *Gateway) TunnelAddrs() []netip.Addr { return []netip.Addr{g.peers.gw4, g.peers.gw6} }
+
+// Node returns the gateway's directory entry (without identity key, country
+// and id, which belong to the operator's configuration).
+func (g *Gateway) Node() directory.Node {
+	var noise, wg directory.Key32
+	noise = directory.Key32(g.cfg.NoiseKey.Public())
+	wg = directory.Key32(g.cfg.WireGuardKey.Public())
+	return directory.Node{
+		ID: g.cfg.ID, Roles: slices.Clone(g.cfg.Roles), NoiseKey: noise, WireGuardKey: wg,
+		RegistrationAddr: g.RegistrationAddr().String(), WireGuardAddr: g.WireGuardAddr().String(),
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (g *Gateway) Stats() Stats {
+	rs := g.reg.Stats()
+	return Stats{
+		Peers:         g.peers.count(),
+		Registered:    rs.Accepted.Load(),
+		Refused:       rs.Refused.Load(),
+		Failed:        rs.Failed.Load(),
+		EntryFlows:    g.stats.entryFlows.Load(),
+		ExitFlows:     g.stats.exitFlows.Load(),
+		PolicyRefused: g.stats.refused.Load(),
+		Stack:         g.stack.Stats(),
+	}
+}
+
+// Close stops the gateway and waits for its goroutines.
+func (g *Gateway) Close() error {
+	if !g.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	g.cancel()
+	g.regLn.Close()
+	g.dev.Close() // closes the stack too
+	g.wg.Wait()
+	return nil
+}
+
+// Register admits a client: the registrar the registration server calls.
+func (g *Gateway) Register(ctx context.Context, p registration.Peer) (*registration.Grant, error) {
+	if !slices.Contains(g.cfg.Roles, directory.Role(p.Role)) {
+		return nil, registration.Errorf(registration.CodeRoleNotServed, "gateway %s does not serve the %s role", g.cfg.ID, p.Role)
+	}
+	if !g.cfg.FreePass {
+		if len(p.Ticket) == 0 {
+			return nil, registration.Errorf(registration.CodePaymentRequired, "gateway %s requires a zk-nym ticket", g.cfg.ID)
+		}
+		return nil, registration.Errorf(registration.CodePaymentRequired, "gateway %s cannot verify tickets yet; run it with --free-pass for development", g.cfg.ID)
+	}
+	pe, err := g.peers.register(p)
+	if err != nil {
+		return nil, err
+	}
+	g.log.Info("registered", "role", p.Role, "addr4", pe.v4, "addr6", pe.v6)
+	return &registration.Grant{
+		GatewayKey:       g.cfg.WireGuardKey.Public(),
+		Port:             g.wgPort,
+		Addresses:        []netip.Addr{pe.v4, pe.v6},
+		GatewayAddresses: g.TunnelAddrs(),
+		MTU:              g.cfg.MTU,
+	}, nil
+}
+
+func splitLines(s string) []string {
+	var out []string
+	for len(s) > 0 {
+		i := 0
+		for i < len(s) && s[i] != '\n' {
+			i++
+		}
+		out = append(out, s[:i])
+		if i < len(s) {
+			i++
+		}
+		s = s[i:]
+	}
+	return out
+}
+
+// wgLogger routes wireguard-go's logs to slog at debug level.
+func wgLogger(l *slog.Logger) *device.Logger {
+	return &device.Logger{
+		Verbosef: func(f string, a ...any) { l.Debug(fmt.Sprintf(f, a...), "component", "wireguard") },
+		Errorf:   func(f string, a ...any) { l.Warn(fmt.Sprintf(f, a...), "component", "wireguard") },
+	}
+}
+
+// Client describes one registered client, for operators and tests.
+type Client struct {
+	Role      string
+	Addresses []netip.Addr
+	// Remote is where the client's registration came from: the client itself
+	// at an entry, the entry gateway at an exit reached through it.
+	Remote     netip.AddrPort
+	Registered time.Time
+}
+
+// Clients lists the registered clients.
+func (g *Gateway) Clients() []Client {
+	g.peers.mu.Lock()
+	defer g.peers.mu.Unlock()
+	out := make([]Client, 0, len(g.peers.byKey))
+	for _, p := range g.peers.byKey {
+		out = append(out, Client{Role: p.role, Addresses: []netip.Addr{p.v4, p.v6}, Remote: p.remote, Registered: p.registered})
+	}
+	return out
+}

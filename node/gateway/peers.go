@@ -1,0 +1,229 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nymvpn/nymvpn/registration"
+	"github.com/nymvpn/nymvpn/transport"
+)
+
+// wgDevice is the part of a wireguard-go device the peer table drives.
+type wgDevice interface {
+	IpcSet(string) error
+	IpcGet() (string, error)
+}
+
+// peer is one registered client.
+type peer struct {
+	key        transport.Key
+	role       string
+	index      uint64 // offset into both pools
+	v4, v6     netip.Addr
+	registered time.Time
+	remote     netip.AddrPort
+}
+
+// peerTable hands out addresses from a pool pair and keeps the WireGuard
+// device's peers in step. Address index i maps to pool4.base+i and
+// pool6.base+i, so a client's two addresses are always a pair.
+type peerTable struct {
+	dev          wgDevice
+	pool4, pool6 netip.Prefix
+	gw4, gw6     netip.Addr // index 1 of each pool
+	size         uint64     // usable indexes are 2 .. size-1
+	now          func() time.Time
+
+	mu      sync.Mutex
+	byKey   map[transport.Key]*peer
+	byAddr  map[netip.Addr]*peer
+	byIndex map[uint64]*peer
+	cursor  uint64
+}
+
+func newPeerTable(dev wgDevice, pool4, pool6 netip.Prefix, now func() time.Time) (*peerTable, error) {
+	if !pool4.Addr().Is4() || !pool6.Addr().Is6() {
+		return nil, fmt.Errorf("gateway: pools must be one IPv4 and one IPv6 prefix, got %v and %v", pool4, pool6)
+	}
+	pool4, pool6 = pool4.Masked(), pool6.Masked()
+	size4 := hostCount(pool4)
+	size6 := hostCount(pool6)
+	size := min(size4, size6)
+	if size4 > 2 {
+		size = min(size, size4-1) // keep the IPv4 broadcast address out
+	}
+	if size < 3 {
+		return nil, fmt.Errorf("gateway: pool %v/%v has no room for clients", pool4, pool6)
+	}
+	t := &peerTable{
+		dev: dev, pool4: pool4, pool6: pool6, size: size, now: now,
+		byKey: map[transport.Key]*peer{}, byAddr: map[netip.Addr]*peer{}, byIndex: map[uint64]*peer{},
+		cursor: 2,
+	}
+	t.gw4, t.gw6 = addrAt(pool4, 1), addrAt(pool6, 1)
+	return t, nil
+}
+
+// hostCount is 2^(bits-prefix), capped to fit a uint64 index space.
+func hostCount(p netip.Prefix) uint64 {
+	free := p.Addr().BitLen() - p.Bits()
+	if free >= 32 {
+		return 1 << 32
+	}
+	return 1 << uint(free)
+}
+
+func addrAt(p netip.Prefix, i uint64) netip.Addr {
+	b := new(big.Int).SetBytes(p.Addr().AsSlice())
+	b.Add(b, new(big.Int).SetUint64(i))
+	raw := b.FillBytes(make([]byte, p.Addr().BitLen()/8))
+	a, _ := netip.AddrFromSlice(raw)
+	return a
+}
+
+// Register implements registration.Registrar's address and device part; the
+// gateway wraps it with payment and role checks.
+func (t *peerTable) register(p registration.Peer) (*peer, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	pe, ok := t.byKey[p.WireGuardKey]
+	if !ok {
+		idx, ok := t.freeIndexLocked()
+		if !ok {
+			return nil, registration.Errorf(registration.CodePoolExhausted, "this gateway has no free addresses (%d clients); try another gateway", len(t.byKey))
+		}
+		pe = &peer{key: p.WireGuardKey, index: idx, v4: addrAt(t.pool4, idx), v6: addrAt(t.pool6, idx)}
+	}
+	pe.role = p.Role
+	pe.registered = t.now()
+	pe.remote = p.Remote
+	var b strings.Builder
+	fmt.Fprintf(&b, "public_key=%s\npreshared_key=%s\nreplace_allowed_ips=true\nallowed_ip=%s/32\nallowed_ip=%s/128\n",
+		hex.EncodeToString(p.WireGuardKey[:]), hex.EncodeToString(p.PresharedKey[:]), pe.v4, pe.v6)
+	if err := t.dev.IpcSet(b.String()); err != nil {
+		return nil, fmt.Errorf("gateway: add WireGuard peer: %w", err)
+	}
+	if !ok {
+		t.byKey[pe.key] = pe
+		t.byAddr[pe.v4] = pe
+		t.byAddr[pe.v6] = pe
+		t.byIndex[pe.index] = pe
+	}
+	return pe, nil
+}
+
+func (t *peerTable) freeIndexLocked() (uint64, bool) {
+	span := t.size - 2
+	for n := uint64(0); n < span; n++ {
+		i := 2 + (t.cursor-2+n)%span
+		if _, used := t.byIndex[i]; !used {
+			t.cursor = i + 1
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// lookup returns the peer owning a tunnel source address.
+func (t *peerTable) lookup(a netip.Addr) (peer, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.byAddr[a]
+	if !ok {
+		return peer{}, false
+	}
+	return *p, true
+}
+
+func (t *peerTable) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.byKey)
+}
+
+// expire removes peers that have neither registered nor completed a
+// WireGuard handshake within idle, and frees their addresses.
+func (t *peerTable) expire(idle time.Duration) (int, error) {
+	state, err := t.dev.IpcGet()
+	if err != nil {
+		return 0, fmt.Errorf("gateway: read WireGuard state: %w", err)
+	}
+	handshakes := parseHandshakes(state)
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	removed := 0
+	for k, p := range t.byKey {
+		last := p.registered
+		if hs, ok := handshakes[k]; ok && hs.After(last) {
+			last = hs
+		}
+		if now.Sub(last) < idle {
+			continue
+		}
+		if err := t.dev.IpcSet(fmt.Sprintf("public_key=%s\nremove=true\n", hex.EncodeToString(k[:]))); err != nil {
+			return removed, fmt.Errorf("gateway: remove idle peer: %w", err)
+		}
+		delete(t.byKey, k)
+		delete(t.byAddr, p.v4)
+		delete(t.byAddr, p.v6)
+		delete(t.byIndex, p.index)
+		removed++
+	}
+	return removed, nil
+}
+
+// parseHandshakes reads each peer's last handshake from the UAPI dump.
+func parseHandshakes(state string) map[transport.Key]time.Time {
+	out := map[transport.Key]time.Time{}
+	var cur transport.Key
+	have := false
+	sc := bufio.NewScanner(strings.NewReader(state))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "public_key":
+			b, err := hex.DecodeString(v)
+			have = err == nil && len(b) == 32
+			if have {
+				copy(cur[:], b)
+			}
+		case "last_handshake_time_sec":
+			if sec, err := strconv.ParseInt(v, 10, 64); have && err == nil && sec > 0 {
+				out[cur] = time.Unix(sec, 0)
+			}
+		}
+	}
+	return out
+}
+
+// expireLoop runs expire every interval until ctx ends.
+func (t *peerTable) expireLoop(ctx context.Context, idle, every time.Duration, onErr func(error), onRemoved func(int)) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			n, err := t.expire(idle)
+			if err != nil {
+				onErr(err)
+			}
+			if n > 0 {
+				onRemoved(n)
+			}
+		}
+	}
+}

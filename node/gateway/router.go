@@ -1,0 +1,130 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/nymvpn/nymvpn/node/directory"
+	"github.com/nymvpn/nymvpn/registration"
+	"github.com/nymvpn/nymvpn/tun/netstack"
+)
+
+// errPolicy marks a flow refused by policy.
+var errPolicy = errors.New("gateway: refused by policy")
+
+// router is the gateway's netstack.Forwarder: it looks up which client sent a
+// flow and applies that client's role's policy before dialing.
+type router struct {
+	g      *Gateway
+	direct *netstack.DirectForwarder
+}
+
+var _ netstack.Forwarder = (*router)(nil)
+
+func (r *router) DialTCP(ctx context.Context, f netstack.Flow) (net.Conn, error) {
+	dst, err := r.route(f, "tcp")
+	if err != nil {
+		return nil, err
+	}
+	return r.direct.DialTCP(ctx, netstack.Flow{Src: f.Src, Dst: dst})
+}
+
+func (r *router) DialUDP(ctx context.Context, f netstack.Flow) (net.Conn, error) {
+	dst, err := r.route(f, "udp")
+	if err != nil {
+		return nil, err
+	}
+	return r.direct.DialUDP(ctx, netstack.Flow{Src: f.Src, Dst: dst})
+}
+
+func (r *router) Ping(ctx context.Context, f netstack.Flow, payload []byte) error {
+	if _, err := r.route(f, "icmp"); err != nil {
+		return err
+	}
+	return r.direct.Ping(ctx, f, payload)
+}
+
+// route applies the sender's policy and returns where to dial.
+func (r *router) route(f netstack.Flow, proto string) (netip.AddrPort, error) {
+	g := r.g
+	p, ok := g.peers.lookup(f.Src.Addr())
+	if !ok {
+		g.stats.refused.Add(1)
+		return netip.AddrPort{}, fmt.Errorf("%w: %s from unregistered source %v", errPolicy, proto, f.Src)
+	}
+	switch p.role {
+	case registration.RoleEntry:
+		if !r.exitEndpoint(f.Dst, proto) {
+			g.stats.refused.Add(1)
+			g.log.Debug("entry flow refused: not an exit gateway endpoint", "flow", f, "proto", proto)
+			return netip.AddrPort{}, fmt.Errorf("%w: entry clients may only reach exit gateways, not %v", errPolicy, f.Dst)
+		}
+		g.stats.entryFlows.Add(1)
+		return f.Dst, nil
+	case registration.RoleExit:
+		dst, err := r.exitDestination(f.Dst, proto)
+		if err != nil {
+			g.stats.refused.Add(1)
+			g.log.Debug("exit flow refused", "flow", f, "proto", proto, "err", err)
+			return netip.AddrPort{}, err
+		}
+		g.stats.exitFlows.Add(1)
+		return dst, nil
+	}
+	return netip.AddrPort{}, fmt.Errorf("%w: unknown role %q", errPolicy, p.role)
+}
+
+// exitEndpoint reports whether dst is an exit gateway's WireGuard endpoint
+// (UDP) or registration endpoint (TCP) in the current directory.
+func (r *router) exitEndpoint(dst netip.AddrPort, proto string) bool {
+	topo := r.g.cfg.Topology()
+	if topo == nil {
+		return false
+	}
+	for _, n := range topo.WithRole(directory.RoleExit) {
+		var ep string
+		switch proto {
+		case "udp":
+			ep = n.WireGuardAddr
+		case "tcp":
+			ep = n.RegistrationAddr
+		default:
+			return false
+		}
+		if ap, err := netip.ParseAddrPort(ep); err == nil && ap == dst {
+			return true
+		}
+	}
+	return false
+}
+
+// exitDestination applies the exit policy; DNS to the gateway's own tunnel
+// addresses goes to the configured resolver.
+func (r *router) exitDestination(dst netip.AddrPort, proto string) (netip.AddrPort, error) {
+	g := r.g
+	a := dst.Addr()
+	if a == g.peers.gw4 || a == g.peers.gw6 {
+		if dst.Port() == 53 && proto != "icmp" && g.cfg.Exit.DNSUpstream.IsValid() {
+			return g.cfg.Exit.DNSUpstream, nil
+		}
+		return netip.AddrPort{}, fmt.Errorf("%w: nothing served at %v", errPolicy, dst)
+	}
+	switch {
+	case a.IsUnspecified(), a.IsMulticast(), a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast(),
+		a.IsInterfaceLocalMulticast():
+		return netip.AddrPort{}, fmt.Errorf("%w: %v is not a routable destination", errPolicy, a)
+	case a.IsLoopback() && !g.cfg.Exit.AllowLoopback:
+		return netip.AddrPort{}, fmt.Errorf("%w: %v is the gateway's own loopback", errPolicy, a)
+	case g.cfg.Pool4.Contains(a) || g.cfg.Pool6.Contains(a):
+		return netip.AddrPort{}, fmt.Errorf("%w: %v is another client of this gateway", errPolicy, a)
+	}
+	for _, p := range g.cfg.Exit.Deny {
+		if p.Contains(a) {
+			return netip.AddrPort{}, fmt.Errorf("%w: %v is in the denied range %v", errPolicy, a, p)
+		}
+	}
+	return dst, nil
+}

@@ -1,0 +1,203 @@
+// Package localnet runs the whole nym network in one process on loopback: a
+// directory and gateways (two entries and two exits in two countries), each
+// node on its own loopback address where the system has them (Linux routes all
+// of 127.0.0.0/8 to lo), so a server can tell from the source address which node
+// reached it. nym-localnet and the in-process tests use it.
+package localnet
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/nymvpn/nymvpn/node/directory"
+	"github.com/nymvpn/nymvpn/node/gateway"
+	"github.com/nymvpn/nymvpn/transport"
+)
+
+// Config configures a local network.
+type Config struct {
+	// Host is the first loopback address; the directory listens there and
+	// node i on Host+i+1 when PerNodeAddrs is set, else every node on Host.
+	Host netip.Addr
+	// PerNodeAddrs gives every node its own loopback address (default on Linux).
+	PerNodeAddrs bool
+	// DirectoryPort is the directory's HTTP port; 0 picks a free one.
+	DirectoryPort uint16
+	// DNSUpstream, when set, is where exits send DNS asked of them.
+	DNSUpstream netip.AddrPort
+	Logger      *slog.Logger
+}
+
+// DefaultConfig is the configuration nym-localnet starts with.
+func DefaultConfig() Config {
+	return Config{Host: netip.MustParseAddr("127.0.0.1"), PerNodeAddrs: runtime.GOOS == "linux"}
+}
+
+// GatewaySpec describes one gateway of the local network.
+type GatewaySpec struct {
+	ID      string
+	Country string
+	Role    directory.Role
+}
+
+// Gateways is the default set: two entries and two exits in two countries.
+var Gateways = []GatewaySpec{
+	{"entry-de-1", "DE", directory.RoleEntry},
+	{"entry-ch-1", "CH", directory.RoleEntry},
+	{"exit-de-1", "DE", directory.RoleExit},
+	{"exit-ch-1", "CH", directory.RoleExit},
+}
+
+// Network is a running local network.
+type Network struct {
+	Directory    *directory.Server
+	DirectoryURL string
+	Gateways     map[string]*gateway.Gateway
+	// Addrs maps each node id to its loopback address.
+	Addrs map[string]netip.Addr
+
+	httpSrv *http.Server
+	httpLn  net.Listener
+}
+
+// Start brings the network up; it returns once every node is listening.
+func Start(ctx context.Context, cfg Config) (n *Network, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if !cfg.Host.IsValid() {
+		cfg.Host = netip.MustParseAddr("127.0.0.1")
+	}
+	if !cfg.Host.IsLoopback() {
+		return nil, fmt.Errorf("localnet: %v is not a loopback address; the local network stays on this machine", cfg.Host)
+	}
+	_, dirKey, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return nil, fmt.Errorf("localnet: directory key: %w", err)
+	}
+	n = &Network{Gateways: map[string]*gateway.Gateway{}, Addrs: map[string]netip.Addr{}}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	n.Directory, err = directory.NewServer(directory.ServerConfig{Key: dirKey, Open: true, Logger: cfg.Logger.With("node", "directory")})
+	if err != nil {
+		return n, err
+	}
+	n.httpLn, err = net.Listen("tcp", netip.AddrPortFrom(cfg.Host, cfg.DirectoryPort).String())
+	if err != nil {
+		return n, fmt.Errorf("localnet: directory listener: %w", err)
+	}
+	n.httpSrv = &http.Server{Handler: n.Directory.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go n.httpSrv.Serve(n.httpLn)
+	n.DirectoryURL = n.Directory.URL("http://" + n.httpLn.Addr().String())
+	n.Addrs["directory"] = cfg.Host
+
+	addr := cfg.Host
+	for i, spec := range Gateways {
+		if cfg.PerNodeAddrs {
+			addr = addr.Next()
+		}
+		if err := n.startGateway(cfg, spec, addr); err != nil {
+			return n, fmt.Errorf("localnet: gateway %d (%s): %w", i, spec.ID, err)
+		}
+	}
+	return n, nil
+}
+
+func (n *Network) startGateway(cfg Config, spec GatewaySpec, addr netip.Addr) error {
+	idPub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return err
+	}
+	noiseKey, err := transport.GenerateKey()
+	if err != nil {
+		return err
+	}
+	wgKey, err := transport.GenerateKey()
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(gateway.Config{
+		ID:                 spec.ID,
+		Roles:              []directory.Role{spec.Role},
+		NoiseKey:           noiseKey,
+		WireGuardKey:       wgKey,
+		WireGuardListen:    netip.AddrPortFrom(addr, 0),
+		RegistrationListen: netip.AddrPortFrom(addr, 0),
+		FreePass:           true,
+		Topology:           n.Directory.Topology,
+		Exit: gateway.ExitPolicy{
+			OutboundAddr:  addr,
+			AllowLoopback: true,
+			DNSUpstream:   cfg.DNSUpstream,
+		},
+		Logger: cfg.Logger.With("node", spec.ID),
+	})
+	if err != nil {
+		return err
+	}
+	n.Gateways[spec.ID] = gw
+	n.Addrs[spec.ID] = addr
+	node := gw.Node()
+	node.Country = spec.Country
+	node.IdentityKey = idPub
+	return n.Directory.Add(node)
+}
+
+// Close stops every node.
+func (n *Network) Close() error {
+	var errs []error
+	for _, gw := range n.Gateways {
+		errs = append(errs, gw.Close())
+	}
+	if n.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		errs = append(errs, n.httpSrv.Shutdown(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// Manifest is what nym-localnet writes to DIR/localnet.json.
+type Manifest struct {
+	// DirectoryURL carries the directory's key, so it alone is enough for
+	// a client: nymvpn proxy --directory URL.
+	DirectoryURL string           `json:"directory_url"`
+	Nodes        []directory.Node `json:"nodes"`
+	Started      time.Time        `json:"started"`
+	PID          int              `json:"pid"`
+}
+
+// WriteManifest writes dir/localnet.json atomically and returns its path.
+func (n *Network) WriteManifest(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("localnet: create %s: %w", dir, err)
+	}
+	m := Manifest{DirectoryURL: n.DirectoryURL, Nodes: n.Directory.Topology().Nodes, Started: time.Now().UTC(), PID: os.Getpid()}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "localnet.json")
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return "", fmt.Errorf("localnet: write manifest: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("localnet: write manifest: %w", err)
+	}
+	return path, nil
+}
