@@ -195,6 +195,10 @@ func Client(ctx context.Context, c net.Conn, cfg Config) (*Conn, error) {
 	}
 	reply, err := conn.readFrame()
 	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			// A responder that cannot decrypt our first message hangs up.
+			return nil, fmt.Errorf("%w: the peer closed the connection during the handshake (does it hold the key the directory lists?)", ErrHandshake)
+		}
 		return nil, fmt.Errorf("transport: read handshake reply: %w", err)
 	}
 	_, cs1, cs2, err := hs.ReadMessage(nil, reply)

@@ -82,9 +82,9 @@ type Config struct {
 
 // Tunnel is an established two-hop tunnel.
 type Tunnel struct {
-	Entry, Exit         directory.Node
-	EntryGrant          registration.Grant
-	ExitGrant           registration.Grant
+	Entry, Exit directory.Node
+	EntryGrant  registration.Grant
+	ExitGrant   registration.Grant
 	// Net is the userspace stack on the inner tunnel when Config.Inner was nil.
 	Net *netstack.Stack
 

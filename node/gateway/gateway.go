@@ -106,11 +106,11 @@ type counters struct {
 
 // Stats is a snapshot of a gateway's counters.
 type Stats struct {
-	Peers                        int
-	Registered, Refused, Failed  int64
-	EntryFlows, ExitFlows        int64 // flows forwarded for each role
-	PolicyRefused                int64 // flows refused by the entry or exit policy
-	Stack                        netstack.Stats
+	Peers                       int
+	Registered, Refused, Failed int64
+	EntryFlows, ExitFlows       int64 // flows forwarded for each role
+	PolicyRefused               int64 // flows refused by the entry or exit policy
+	Stack                       netstack.Stats
 }
 
 // New starts a gateway: it opens both listeners and the WireGuard device.
