@@ -1,0 +1,99 @@
+package sphinx
+
+import (
+	"testing"
+
+	"golang.org/x/crypto/curve25519"
+)
+
+// BenchmarkX25519 is the yardstick: one x/crypto X25519 operation.
+func BenchmarkX25519(b *testing.B) {
+	var scalar [32]byte
+	newDetRand("bench-x25519").Read(scalar[:])
+	point, err := curve25519.X25519(scalar[:], curve25519.Basepoint)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := curve25519.X25519(scalar[:], point); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCreatePacket builds one regular 4-hop packet (client side).
+func BenchmarkCreatePacket(b *testing.B) {
+	g := RegularGeometry()
+	_, route := testRoute(b, "bench", RouteHops)
+	msg := make([]byte, g.PlaintextLength)
+	rand := newDetRand("bench-create")
+	dest := &Destination{Recipient: Recipient{1}}
+	b.SetBytes(int64(g.PacketLength))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := g.NewPacket(rand, route, dest, msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkProcessPacket unwraps one layer of a regular packet at a relay.
+func BenchmarkProcessPacket(b *testing.B) {
+	g := RegularGeometry()
+	nodes, route := testRoute(b, "bench", RouteHops)
+	pkt, err := g.NewPacket(newDetRand("bench-process"), route, nil, make([]byte, g.PlaintextLength))
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, len(pkt))
+	b.SetBytes(int64(g.PacketLength))
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(buf, pkt)
+		if _, err := nodes[0].Unwrap(buf, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkProcessPacketFinal unwraps the last layer (no blinding).
+func BenchmarkProcessPacketFinal(b *testing.B) {
+	g := RegularGeometry()
+	nodes, route := testRoute(b, "bench", 1)
+	pkt, err := g.NewPacket(newDetRand("bench-final"), route, nil, make([]byte, g.PlaintextLength))
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, len(pkt))
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(buf, pkt)
+		if _, err := nodes[0].Unwrap(buf, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLadder is one unclamped Montgomery ladder (the blinding step).
+func BenchmarkLadder(b *testing.B) {
+	k, _ := GenerateKey(newDetRand("bench-ladder"))
+	u := [32]byte(k.Public())
+	var out [32]byte
+	for b.Loop() {
+		ladder(&out, &k.clamped, 256, &u)
+	}
+}
+
+// BenchmarkCreateSURB builds one 4-hop ack SURB.
+func BenchmarkCreateSURB(b *testing.B) {
+	g := AckGeometry()
+	_, route := testRoute(b, "bench", RouteHops)
+	rand := newDetRand("bench-surb")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := g.NewSURB(rand, route, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
