@@ -198,6 +198,12 @@ func New(cfg Config) (*Gateway, error) {
 			func(err error) { g.log.Warn("expiring idle peers", "err", err) },
 			func(n int) { g.log.Info("removed idle peers", "count", n) })
 	}()
+	if slices.Contains(cfg.Roles, directory.RoleExit) && cfg.Exit.DNSUpstream.IsValid() {
+		if err := g.serveDNS(ctx); err != nil {
+			g.Close()
+			return nil, fmt.Errorf("gateway: DNS relay: %w", err)
+		}
+	}
 	g.log.Info("gateway up", "roles", cfg.Roles, "wireguard", g.WireGuardAddr(), "registration", g.RegistrationAddr(), "free_pass", cfg.FreePass)
 	return g, nil
 }

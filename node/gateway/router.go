@@ -101,17 +101,11 @@ func (r *router) exitEndpoint(dst netip.AddrPort, proto string) bool {
 	return false
 }
 
-// exitDestination applies the exit policy; DNS to the gateway's own tunnel
-// addresses goes to the configured resolver.
+// exitDestination applies the exit policy. (DNS to the gateway's own tunnel
+// addresses never gets here: the stack's listeners serve it, see serveDNS.)
 func (r *router) exitDestination(dst netip.AddrPort, proto string) (netip.AddrPort, error) {
 	g := r.g
 	a := dst.Addr()
-	if a == g.peers.gw4 || a == g.peers.gw6 {
-		if dst.Port() == 53 && proto != "icmp" && g.cfg.Exit.DNSUpstream.IsValid() {
-			return g.cfg.Exit.DNSUpstream, nil
-		}
-		return netip.AddrPort{}, fmt.Errorf("%w: nothing served at %v", errPolicy, dst)
-	}
 	switch {
 	case a.IsUnspecified(), a.IsMulticast(), a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast(),
 		a.IsInterfaceLocalMulticast():

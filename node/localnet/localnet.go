@@ -34,7 +34,9 @@ type Config struct {
 	PerNodeAddrs bool
 	// DirectoryPort is the directory's HTTP port; 0 picks a free one.
 	DirectoryPort uint16
-	// DNSUpstream, when set, is where exits send DNS asked of them.
+	// DNSUpstream, when set, is where exits send DNS asked of them; unset,
+	// the network runs its own DNS server for the zone "localnet." (the name
+	// "web.localnet" and every node id resolve to loopback addresses).
 	DNSUpstream netip.AddrPort
 	Logger      *slog.Logger
 }
@@ -66,6 +68,8 @@ type Network struct {
 	Gateways     map[string]*gateway.Gateway
 	// Addrs maps each node id to its loopback address.
 	Addrs map[string]netip.Addr
+	// DNS is the network's own resolver, when it runs one.
+	DNS *DNSServer
 
 	httpSrv *http.Server
 	httpLn  net.Listener
@@ -104,6 +108,16 @@ func Start(ctx context.Context, cfg Config) (n *Network, err error) {
 	go n.httpSrv.Serve(n.httpLn)
 	n.DirectoryURL = n.Directory.URL("http://" + n.httpLn.Addr().String())
 	n.Addrs["directory"] = cfg.Host
+
+	if !cfg.DNSUpstream.IsValid() {
+		n.DNS, err = StartDNS(netip.AddrPortFrom(cfg.Host, 0), cfg.Logger.With("node", "dns"))
+		if err != nil {
+			return n, err
+		}
+		n.DNS.Set("web", cfg.Host)
+		n.DNS.Set("directory", cfg.Host)
+		cfg.DNSUpstream = n.DNS.Addr()
+	}
 
 	addr := cfg.Host
 	for i, spec := range Gateways {
@@ -151,6 +165,9 @@ func (n *Network) startGateway(cfg Config, spec GatewaySpec, addr netip.Addr) er
 	}
 	n.Gateways[spec.ID] = gw
 	n.Addrs[spec.ID] = addr
+	if n.DNS != nil {
+		n.DNS.Set(spec.ID, addr)
+	}
 	node := gw.Node()
 	node.Country = spec.Country
 	node.IdentityKey = idPub
@@ -168,6 +185,9 @@ func (n *Network) Close() error {
 		defer cancel()
 		errs = append(errs, n.httpSrv.Shutdown(ctx))
 	}
+	if n.DNS != nil {
+		errs = append(errs, n.DNS.Close())
+	}
 	return errors.Join(errs...)
 }
 
@@ -176,6 +196,7 @@ type Manifest struct {
 	// DirectoryURL carries the directory's key, so it alone is enough for
 	// a client: nymvpn proxy --directory URL.
 	DirectoryURL string           `json:"directory_url"`
+	DNS          string           `json:"dns,omitempty"`
 	Nodes        []directory.Node `json:"nodes"`
 	Started      time.Time        `json:"started"`
 	PID          int              `json:"pid"`
@@ -187,6 +208,9 @@ func (n *Network) WriteManifest(dir string) (string, error) {
 		return "", fmt.Errorf("localnet: create %s: %w", dir, err)
 	}
 	m := Manifest{DirectoryURL: n.DirectoryURL, Nodes: n.Directory.Topology().Nodes, Started: time.Now().UTC(), PID: os.Getpid()}
+	if n.DNS != nil {
+		m.DNS = n.DNS.Addr().String()
+	}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return "", err

@@ -1,0 +1,138 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/nymvpn/nymvpn/registration"
+)
+
+// dnsTimeout bounds one relayed DNS exchange.
+const dnsTimeout = 5 * time.Second
+
+// maxDNSInFlight bounds concurrent relayed queries so a flood cannot exhaust
+// the gateway's sockets.
+const maxDNSInFlight = 256
+
+// serveDNS relays DNS sent to the gateway's tunnel addresses (UDP and TCP
+// port 53) to the configured upstream, for exit clients only.
+func (g *Gateway) serveDNS(ctx context.Context) error {
+	up := g.cfg.Exit.DNSUpstream
+	sem := make(chan struct{}, maxDNSInFlight)
+	for _, a := range g.TunnelAddrs() {
+		pc, err := g.stack.ListenUDP(netip.AddrPortFrom(a, 53))
+		if err != nil {
+			return err
+		}
+		ln, err := g.stack.ListenTCP(netip.AddrPortFrom(a, 53))
+		if err != nil {
+			pc.Close()
+			return err
+		}
+		context.AfterFunc(ctx, func() { pc.Close(); ln.Close() })
+		g.wg.Add(2)
+		go func() {
+			defer g.wg.Done()
+			buf := make([]byte, 65535)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				src, ok := g.exitClient(from)
+				if !ok {
+					continue
+				}
+				select {
+				case sem <- struct{}{}:
+				default:
+					g.stats.refused.Add(1)
+					continue
+				}
+				q := append([]byte(nil), buf[:n]...)
+				go func() {
+					defer func() { <-sem }()
+					if reply, err := exchangeUDP(ctx, up, q); err == nil {
+						pc.WriteTo(reply, net.UDPAddrFromAddrPort(src))
+					} else {
+						g.log.Debug("DNS relay", "err", err)
+					}
+				}()
+			}
+		}()
+		go func() {
+			defer g.wg.Done()
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				if _, ok := g.exitClient(c.RemoteAddr()); !ok {
+					c.Close()
+					continue
+				}
+				go relayTCP(ctx, c, up)
+			}
+		}()
+	}
+	return nil
+}
+
+// exitClient reports whether addr belongs to a registered exit client.
+func (g *Gateway) exitClient(addr net.Addr) (netip.AddrPort, bool) {
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return ap, false
+	}
+	p, ok := g.peers.lookup(ap.Addr())
+	if !ok || p.role != registration.RoleExit {
+		g.stats.refused.Add(1)
+		return ap, false
+	}
+	return ap, true
+}
+
+func exchangeUDP(ctx context.Context, up netip.AddrPort, q []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, dnsTimeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "udp", up.String())
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	dl, _ := ctx.Deadline()
+	c.SetDeadline(dl)
+	if _, err := c.Write(q); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 65535)
+	n, err := c.Read(buf)
+	if err != nil {
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+func relayTCP(ctx context.Context, c net.Conn, up netip.AddrPort) {
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 4*dnsTimeout)
+	defer cancel()
+	var d net.Dialer
+	u, err := d.DialContext(ctx, "tcp", up.String())
+	if err != nil {
+		return
+	}
+	defer u.Close()
+	dl, _ := ctx.Deadline()
+	c.SetDeadline(dl)
+	u.SetDeadline(dl)
+	done := make(chan struct{})
+	go func() { io.Copy(u, c); close(done) }()
+	io.Copy(c, u)
+	<-done
+}
+

@@ -1,0 +1,169 @@
+// Package proxy is the unprivileged client: it connects a tunnel whose inner
+// end is a userspace network stack and serves a SOCKS5 proxy (CONNECT, UDP
+// ASSOCIATE, remote DNS) on it, so applications use the VPN without root and
+// without a TUN device.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"time"
+
+	"github.com/nymvpn/nymvpn/modes"
+	"github.com/nymvpn/nymvpn/modes/fast"
+	"github.com/nymvpn/nymvpn/node/directory"
+	"github.com/nymvpn/nymvpn/socks5"
+	"github.com/nymvpn/nymvpn/tun/netstack"
+)
+
+// Config configures a proxy.
+type Config struct {
+	Mode         string // "fast"
+	DirectoryURL string // carries the pinned directory key
+	Entry, Exit  modes.Choice
+	Listen       string // SOCKS5 listen address, e.g. 127.0.0.1:1080
+	// Out receives the human-readable progress and route lines.
+	Out    io.Writer
+	Logger *slog.Logger
+	// Ready, if set, is called once the proxy accepts connections.
+	Ready func(*Proxy)
+}
+
+// Proxy is a running proxy.
+type Proxy struct {
+	Entry, Exit directory.Node
+	Addr        net.Addr
+	Tunnel      *fast.Tunnel
+	Server      *socks5.Server
+}
+
+// Run connects, serves until ctx ends, and tears everything down.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	switch cfg.Mode {
+	case "", "fast":
+	case "mixnet":
+		return errors.New("proxy: mixnet mode is not available yet; use --mode fast")
+	default:
+		return fmt.Errorf("proxy: unknown mode %q (want fast or mixnet)", cfg.Mode)
+	}
+	base, _, err := directory.ParseURL(cfg.DirectoryURL)
+	if err != nil {
+		return fmt.Errorf("proxy: --directory: %w", err)
+	}
+	// On the local network every node and server is on loopback; the
+	// stacks must then accept loopback packets from the tunnel.
+	allowLoopback := isLoopbackURL(base)
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("proxy: listen on %s: %w", cfg.Listen, err)
+	}
+	defer ln.Close()
+
+	fmt.Fprintf(cfg.Out, "fetching the directory from %s\n", base)
+	fetchCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	topo, err := (&directory.Client{URL: cfg.DirectoryURL}).Fetch(fetchCtx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	entry, exit, err := modes.SelectGateways(topo, cfg.Entry, cfg.Exit, nil)
+	if err != nil {
+		return fmt.Errorf("proxy: choose gateways: %w", err)
+	}
+	fmt.Fprintf(cfg.Out, "route: you → entry %s (%s, %s) → exit %s (%s, %s) → internet\n",
+		entry.ID, entry.Country, entry.WireGuardAddr, exit.ID, exit.Country, exit.WireGuardAddr)
+
+	connCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	tun, err := fast.Connect(connCtx, fast.Config{
+		Entry: entry, Exit: exit, AllowLoopback: allowLoopback, Logger: cfg.Logger,
+		Progress: func(s fast.Stage) { fmt.Fprintf(cfg.Out, "  %s…\n", s) },
+	})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	defer tun.Close()
+
+	srv := &socks5.Server{
+		Dial:    tun.Net.DialContext,
+		Resolve: Resolver(tun.Net, tun.DNSServers()),
+		ListenPacket: func(ctx context.Context) (net.PacketConn, error) {
+			return tun.Net.ListenUDP(netip.AddrPort{})
+		},
+		Logger: cfg.Logger,
+	}
+	p := &Proxy{Entry: entry, Exit: exit, Addr: ln.Addr(), Tunnel: tun, Server: srv}
+	fmt.Fprintf(cfg.Out, "connected: tunnel addresses %v; SOCKS5 proxy on %s (remote DNS: use socks5h://)\n", tun.Addresses(), ln.Addr())
+	if cfg.Ready != nil {
+		cfg.Ready(p)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		srv.Close()
+		ln.Close()
+		<-errc
+		fmt.Fprintln(cfg.Out, "disconnected")
+		return nil
+	case err := <-errc:
+		return fmt.Errorf("proxy: SOCKS5 server: %w", err)
+	}
+}
+
+func isLoopbackURL(base string) bool {
+	u, err := url.Parse(base)
+	if err != nil {
+		return false
+	}
+	if u.Hostname() == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(u.Hostname())
+	return err == nil && a.IsLoopback()
+}
+
+// Resolver returns a remote-DNS function: queries go through the tunnel's
+// stack to its DNS servers, never to the system's resolver.
+func Resolver(stack *netstack.Stack, servers []netip.Addr) func(ctx context.Context, host string) ([]netip.Addr, error) {
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var last error
+		for _, s := range servers {
+			if s.Is6() && network == "udp4" || s.Is4() && network == "udp6" {
+				continue
+			}
+			c, err := stack.DialContext(ctx, network, netip.AddrPortFrom(s, 53).String())
+			if err == nil {
+				return c, nil
+			}
+			last = err
+		}
+		if last == nil {
+			last = errors.New("no DNS server in the tunnel")
+		}
+		return nil, fmt.Errorf("proxy: DNS through the tunnel: %w", last)
+	}}
+	return func(ctx context.Context, host string) ([]netip.Addr, error) {
+		if a, err := netip.ParseAddr(host); err == nil {
+			return []netip.Addr{a}, nil
+		}
+		addrs, err := r.LookupNetIP(ctx, "ip", host)
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s through the tunnel: %w", host, err)
+		}
+		return addrs, nil
+	}
+}
