@@ -226,7 +226,7 @@ func (s *Stack) relayUDP(f Flow, down *gonet.UDPConn, fc *flowCloser, upp *atomi
 		// further datagrams are discarded here rather than asking the
 		// Forwarder again for each one.
 		down.SetReadDeadline(time.Now().Add(refusedUDPHold))
-		buf := make([]byte, 64<<10)
+		buf := make([]byte, 64) // datagrams are discarded; truncation is fine
 		for {
 			if _, err := down.Read(buf); err != nil {
 				return
