@@ -41,9 +41,19 @@ func Announce(ctx context.Context, dirURL string, n *Node, key ed25519.PrivateKe
 	backoff := minBackoff
 	failures := 0
 	announced := false
+	warnedTTL := false
 	for {
-		err := AnnounceOnce(ctx, dirURL, &node, key, nil)
+		ans, err := announceOnce(ctx, dirURL, &node, key, nil)
 		wait := every
+		if err == nil && ans.TTL > 0 && every > time.Duration(ans.TTL)*2/3 {
+			// The directory would drop the node between announcements.
+			wait = time.Duration(ans.TTL) / 3
+			if !warnedTTL {
+				log.Warn("directory: announce interval exceeds the directory's descriptor TTL; announcing more often",
+					"every", every, "ttl", time.Duration(ans.TTL), "now_every", wait)
+				warnedTTL = true
+			}
+		}
 		switch {
 		case err == nil && failures > 0:
 			log.Info("directory: announcement succeeded again", "after_failures", failures)
@@ -62,7 +72,7 @@ func Announce(ctx context.Context, dirURL string, n *Node, key ed25519.PrivateKe
 			failures, backoff, announced = 0, minBackoff, true
 		} else {
 			failures++
-			wait = min(backoff, every)
+			wait = min(backoff, wait)
 			backoff *= 2
 		}
 		t := time.NewTimer(wait)
@@ -79,17 +89,22 @@ func Announce(ctx context.Context, dirURL string, n *Node, key ed25519.PrivateKe
 // dirURL. hc nil means a client with DefaultHTTPTimeout. A refusal is an
 // *APIError wrapped with context.
 func AnnounceOnce(ctx context.Context, dirURL string, n *Node, key ed25519.PrivateKey, hc *http.Client) error {
+	_, err := announceOnce(ctx, dirURL, n, key, hc)
+	return err
+}
+
+func announceOnce(ctx context.Context, dirURL string, n *Node, key ed25519.PrivateKey, hc *http.Client) (*announceAnswer, error) {
 	base, _, err := parseBase(dirURL)
 	if err != nil {
-		return fmt.Errorf("announce: %w", err)
+		return nil, fmt.Errorf("announce: %w", err)
 	}
 	desc, err := SignDescriptor(n, key, time.Now())
 	if err != nil {
-		return fmt.Errorf("announce: %w", err)
+		return nil, fmt.Errorf("announce: %w", err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/nodes", bytes.NewReader(desc))
 	if err != nil {
-		return fmt.Errorf("announce %q: %w", n.ID, err)
+		return nil, fmt.Errorf("announce %q: %w", n.ID, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if hc == nil {
@@ -98,22 +113,20 @@ func AnnounceOnce(ctx context.Context, dirURL string, n *Node, key ed25519.Priva
 	resp, err := hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("announce %q to %s: %w", n.ID, base, err)
+			return nil, fmt.Errorf("announce %q to %s: %w", n.ID, base, err)
 		}
-		return fmt.Errorf("announce %q: %w: %w", n.ID, ErrUnreachable, err)
+		return nil, fmt.Errorf("announce %q: %w: %w", n.ID, ErrUnreachable, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("announce %q to %s: %w", n.ID, base, apiErrorFrom(resp))
+		return nil, fmt.Errorf("announce %q to %s: %w", n.ID, base, apiErrorFrom(resp))
 	}
-	var ok struct {
-		ID string `json:"id"`
+	var ans announceAnswer
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<10)).Decode(&ans); err != nil {
+		return nil, fmt.Errorf("announce %q to %s: unexpected answer (is this a nymvpn directory?): %w", n.ID, base, err)
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<10)).Decode(&ok); err != nil {
-		return fmt.Errorf("announce %q to %s: unexpected answer (is this a nymvpn directory?): %w", n.ID, base, err)
+	if ans.ID != n.ID {
+		return nil, fmt.Errorf("announce %q to %s: answer names node %q (is this a nymvpn directory?)", n.ID, base, truncate(ans.ID, MaxIDLength))
 	}
-	if ok.ID != n.ID {
-		return fmt.Errorf("announce %q to %s: answer names node %q (is this a nymvpn directory?)", n.ID, base, truncate(ok.ID, MaxIDLength))
-	}
-	return nil
+	return &ans, nil
 }

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -49,7 +51,9 @@ type ServerConfig struct {
 	TTL time.Duration
 	// Allowed lists the identity keys allowed to announce.
 	Allowed []ed25519.PublicKey
-	// Open accepts announcements from any identity key (local network).
+	// Open accepts announcements from any identity key, listed or not
+	// (local network). With Open false and Allowed empty, nodes can only be
+	// registered in process with Add.
 	Open bool
 	// DescriptorTTL drops announced nodes not re-announced within it;
 	// default DefaultDescriptorTTL. Nodes registered with Add never expire.
@@ -313,6 +317,35 @@ func (s *Server) announce(b []byte) (*entry, error) {
 	return &e, nil
 }
 
+// Serve serves Handler on ln with conservative timeouts until ctx is done,
+// then shuts down gracefully (5 s at most) and returns nil.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	s.log.Info("directory: serving", "addr", ln.Addr().String(), "url", s.URL("http://"+ln.Addr().String()))
+	select {
+	case err := <-errc:
+		return fmt.Errorf("directory: serve on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		_ = hs.Close()
+	}
+	<-errc
+	return nil
+}
+
 // Handler returns the HTTP API:
 //
 //	GET  /v1/topology  the signed topology document (ETag, Cache-Control)
@@ -394,7 +427,14 @@ func (s *Server) handleNodes(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, code, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": e.node.ID, "expires": e.expires.UTC()})
+	writeJSON(w, http.StatusOK, announceAnswer{ID: e.node.ID, Expires: e.expires.UTC(), TTL: Duration(s.cfg.DescriptorTTL)})
+}
+
+// announceAnswer is the body of a successful POST /v1/nodes.
+type announceAnswer struct {
+	ID      string    `json:"id"`
+	Expires time.Time `json:"expires"` // the node is dropped then unless re-announced
+	TTL     Duration  `json:"ttl"`     // the directory's descriptor TTL, in seconds
 }
 
 // classify maps an announcement error to an HTTP status and stable code.

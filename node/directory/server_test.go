@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -420,18 +421,33 @@ func TestServerLimits(t *testing.T) {
 	}
 }
 
-// Announce posts now and keeps going until the context ends.
-func TestAnnounceLoop(t *testing.T) {
-	d := newTestDir(t, ServerConfig{Open: true})
-	d.clock.Set(time.Now()) // Announce signs with the real clock
+// Announce posts now and keeps going until the context ends; Serve serves
+// the API on a real listener.
+func TestAnnounceLoopServe(t *testing.T) {
+	s, err := NewServer(ServerConfig{Key: testKey(1), Open: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(sctx, ln) }()
+	dirURL := s.URL("http://" + ln.Addr().String())
+
 	k := testKey(60)
 	n := gateway("gw-loop", "SE", k)
+	var logs syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Announce(ctx, d.url, &n, k, time.Hour, nil) }()
+	go func() {
+		done <- Announce(ctx, dirURL, &n, k, time.Hour, slog.New(slog.NewTextHandler(&logs, nil)))
+	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, ok := d.srv.Topology().Node("gw-loop"); ok {
+		if _, ok := s.Topology().Node("gw-loop"); ok {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -439,9 +455,24 @@ func TestAnnounceLoop(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	top, err := (&Client{URL: dirURL}).Fetch(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := top.Node("gw-loop"); !ok {
+		t.Error("announced node not served")
+	}
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Announce returned %v", err)
+	}
+	// every=1h exceeds the 3 min descriptor TTL: Announce says so and adapts.
+	if l := logs.String(); !strings.Contains(l, "exceeds the directory's descriptor TTL") || !strings.Contains(l, "now_every=1m0s") {
+		t.Errorf("log: %s", l)
+	}
+	stop()
+	if err := <-served; err != nil {
+		t.Errorf("Serve returned %v", err)
 	}
 }
 
