@@ -1,9 +1,9 @@
 package sphinx
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -30,39 +30,84 @@ type hopKeys struct {
 	tag        ReplayTag
 }
 
-func deriveHopKeys(k *hopKeys, secret *[32]byte) error {
-	okm, err := hkdf.Key(sha256.New, secret[:], nil, hopKeysInfo, hopKeysLength)
-	if err != nil {
-		return fmt.Errorf("sphinx: derive hop keys: %w", err)
-	}
-	o := okm
+func deriveHopKeys(k *hopKeys, secret *[32]byte) {
+	var okm [hopKeysLength]byte
+	hkdfSHA256(okm[:], secret[:], hopKeysInfo)
+	o := okm[:]
 	o = o[copy(k.headerKey[:], o):]
 	o = o[copy(k.headerIV[:], o):]
 	o = o[copy(k.macKey[:], o):]
 	o = o[copy(k.payloadKey[:], o):]
 	o = o[copy(k.blinding[:], o):]
 	copy(k.tag[:], o)
-	clear(okm)
-	return nil
+	clear(okm[:])
+}
+
+// hmacMaxMessage bounds the messages hmacSHA256 hashes on the stack; longer
+// ones (headers of more than 16 hops) go through crypto/hmac.
+const hmacMaxMessage = 1024
+
+// hmacSHA256 returns HMAC-SHA256(key, a | b) for keys of at most 64 bytes,
+// without allocating for messages up to hmacMaxMessage bytes.
+func hmacSHA256(key, a, b []byte) [sha256.Size]byte {
+	if len(a)+len(b) > hmacMaxMessage {
+		// Copies keep the arguments from escaping on the fast path.
+		h := hmac.New(sha256.New, bytes.Clone(key))
+		h.Write(bytes.Clone(a))
+		h.Write(bytes.Clone(b))
+		var out [sha256.Size]byte
+		copy(out[:], h.Sum(nil))
+		return out
+	}
+	var buf [sha256.BlockSize + hmacMaxMessage]byte
+	var pad [sha256.BlockSize]byte
+	copy(pad[:], key)
+	for i := range pad {
+		buf[i] = pad[i] ^ 0x36
+	}
+	n := sha256.BlockSize + copy(buf[sha256.BlockSize:], a)
+	n += copy(buf[n:], b)
+	inner := sha256.Sum256(buf[:n])
+	for i := range pad {
+		buf[i] = pad[i] ^ 0x5c
+	}
+	copy(buf[sha256.BlockSize:], inner[:])
+	out := sha256.Sum256(buf[:sha256.BlockSize+sha256.Size])
+	clear(buf[:n])
+	clear(pad[:])
+	return out
+}
+
+// hkdfSHA256 fills out with HKDF-SHA256 (RFC 5869) of secret, with an
+// empty salt and the given info (at most 64 bytes).
+func hkdfSHA256(out, secret []byte, info string) {
+	var zeroSalt [sha256.Size]byte
+	prk := hmacSHA256(zeroSalt[:], secret, nil)
+	var t [sha256.Size]byte
+	var msg [sha256.Size + 64 + 1]byte
+	prev := 0
+	for ctr := byte(1); len(out) > 0; ctr++ {
+		n := copy(msg[:], t[:prev])
+		n += copy(msg[n:], info)
+		msg[n] = ctr
+		t = hmacSHA256(prk[:], msg[:n+1], nil)
+		prev = sha256.Size
+		out = out[copy(out, t[:]):]
+	}
+	clear(prk[:])
+	clear(t[:])
+	clear(msg[:])
 }
 
 // blindingScalar reduces the 64 derived bytes modulo the group order.
-func (k *hopKeys) blindingScalar() (*edwards25519.Scalar, error) {
-	s, err := new(edwards25519.Scalar).SetUniformBytes(k.blinding[:])
-	if err != nil {
-		return nil, fmt.Errorf("sphinx: blinding factor: %w", err)
+func (k *hopKeys) blindingScalar(s *edwards25519.Scalar) {
+	if _, err := s.SetUniformBytes(k.blinding[:]); err != nil {
+		panic(err) // 64 bytes: cannot happen
 	}
-	return s, nil
 }
 
-func deriveSURBPayloadKey(out *[lionessKeyLength]byte, seed *[SURBKeyLength]byte) error {
-	okm, err := hkdf.Key(sha256.New, seed[:], nil, surbPayloadInfo, lionessKeyLength)
-	if err != nil {
-		return fmt.Errorf("sphinx: derive SURB payload key: %w", err)
-	}
-	copy(out[:], okm)
-	clear(okm)
-	return nil
+func deriveSURBPayloadKey(out *[lionessKeyLength]byte, seed *[SURBKeyLength]byte) {
+	hkdfSHA256(out[:], seed[:], surbPayloadInfo)
 }
 
 // headerStream is AES-128-CTR keyed for one hop.
@@ -76,11 +121,7 @@ func (k *hopKeys) headerStream() cipher.Stream {
 
 // headerMAC computes gamma over alpha and beta.
 func (k *hopKeys) headerMAC(out *[MACLength]byte, alpha, beta []byte) {
-	h := hmac.New(sha256.New, k.macKey[:])
-	h.Write(alpha)
-	h.Write(beta)
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
+	sum := hmacSHA256(k.macKey[:], alpha, beta)
 	copy(out[:], sum[:MACLength])
 }
 

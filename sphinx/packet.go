@@ -95,15 +95,11 @@ func (g *Geometry) buildHeader(rand io.Reader, header []byte, route []Hop, dest 
 		if isLowOrder(&secrets[i]) {
 			return nil, nil, fmt.Errorf("%w: hop %d (%v): public key of small order", ErrInvalidKey, i, route[i].ID)
 		}
-		if err := deriveHopKeys(&keys[i], &secrets[i]); err != nil {
-			return nil, nil, err
-		}
+		deriveHopKeys(&keys[i], &secrets[i])
 		if i < n-1 {
-			b, err := keys[i].blindingScalar()
-			if err != nil {
-				return nil, nil, err
-			}
-			acc.Multiply(acc, b)
+			var b edwards25519.Scalar
+			keys[i].blindingScalar(&b)
+			acc.Multiply(acc, &b)
 			acc.Multiply(acc, scalarEight)
 		}
 	}

@@ -2,6 +2,9 @@ package sphinx
 
 import (
 	"bytes"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -729,3 +732,28 @@ func TestLioness(t *testing.T) {
 }
 
 var _ io.Reader = (*detRand)(nil)
+
+func TestHKDFAndHMACMatchStdlib(t *testing.T) {
+	r := newDetRand("hkdf")
+	for _, n := range []int{0, 1, 32, 100, 500, 1024, 1025, 3000} {
+		secret := make([]byte, 32)
+		msg := make([]byte, n)
+		r.Read(secret)
+		r.Read(msg)
+		got := make([]byte, hopKeysLength)
+		hkdfSHA256(got, secret, hopKeysInfo)
+		want, err := hkdf.Key(sha256.New, secret, nil, hopKeysInfo, hopKeysLength)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("hkdf differs")
+		}
+		h := hmac.New(sha256.New, secret)
+		h.Write(msg)
+		mac := hmacSHA256(secret, msg[:n/3], msg[n/3:])
+		if !bytes.Equal(mac[:], h.Sum(nil)) {
+			t.Fatalf("hmac of %d bytes differs", n)
+		}
+	}
+}

@@ -80,9 +80,7 @@ func (g *Geometry) NewPacketFromSURB(s *SURB, message []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: reply of %d bytes, geometry carries %d", ErrPayloadTooLarge, len(message), g.PlaintextLength)
 	}
 	var key [lionessKeyLength]byte
-	if err := deriveSURBPayloadKey(&key, &s.Key); err != nil {
-		return nil, err
-	}
+	deriveSURBPayloadKey(&key, &s.Key)
 	pkt := make([]byte, g.PacketLength)
 	copy(pkt, s.Header)
 	payload := pkt[g.HeaderLength:]
@@ -104,16 +102,12 @@ func (g *Geometry) DecryptReply(keys *SURBKeys, payload []byte) ([]byte, error) 
 	}
 	var hk hopKeys
 	for i := len(keys.secrets) - 1; i >= 0; i-- {
-		if err := deriveHopKeys(&hk, &keys.secrets[i]); err != nil {
-			return nil, err
-		}
+		deriveHopKeys(&hk, &keys.secrets[i])
 		lionessEncrypt(&hk.payloadKey, payload)
 	}
 	clear(hk.payloadKey[:])
 	var key [lionessKeyLength]byte
-	if err := deriveSURBPayloadKey(&key, &keys.key); err != nil {
-		return nil, err
-	}
+	deriveSURBPayloadKey(&key, &keys.key)
 	lionessDecrypt(&key, payload)
 	clear(key[:])
 	msg, err := unpadPayload(payload)

@@ -3,6 +3,8 @@ package sphinx
 import (
 	"fmt"
 	"time"
+
+	"filippo.io/edwards25519"
 )
 
 // ReplayFilter is the caller's replay filter (one per key). Seen records
@@ -101,11 +103,8 @@ func (n *Node) Unwrap(pkt []byte, filter ReplayFilter) (Result, error) {
 		return Result{}, fmt.Errorf("%w: group element of small order", ErrInvalidPacket)
 	}
 	var keys hopKeys
-	err := deriveHopKeys(&keys, &secret)
+	deriveHopKeys(&keys, &secret)
 	clear(secret[:])
-	if err != nil {
-		return Result{}, err
-	}
 	defer clear(keys.payloadKey[:])
 	if !keys.checkMAC(alpha[:], beta, gamma) {
 		return Result{}, fmt.Errorf("%w: %d-byte packet for key %v", ErrInvalidMAC, len(pkt), n.key.public)
@@ -148,12 +147,10 @@ func (n *Node) Unwrap(pkt []byte, filter ReplayFilter) (Result, error) {
 	}
 
 	// Relay: alpha' = [8*b]alpha, gamma' from the routing command.
-	b, err := keys.blindingScalar()
-	if err != nil {
-		return res, err
-	}
+	var b edwards25519.Scalar
+	keys.blindingScalar(&b)
 	var k [32]byte
-	times8(&k, b)
+	times8(&k, &b)
 	ladder(alpha, &k, 256, alpha)
 	copy(gamma, cmd.tail[:])
 	res.NextHop = cmd.addr
