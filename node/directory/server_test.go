@@ -537,3 +537,104 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// Announcements, fetches and removals in parallel (run with -race).
+func TestServerConcurrent(t *testing.T) {
+	d := newTestDir(t, ServerConfig{Open: true})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k := testKey(byte(100 + g))
+			for i := range 10 {
+				id := "n" + strconv.Itoa(g) + "-" + strconv.Itoa(i%3)
+				n := mixnode(id, k)
+				b, err := SignDescriptor(&n, k, d.clock.Now())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp, err := d.http.Client().Post(d.http.URL+"/v1/nodes", "application/json", bytes.NewReader(b))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				if _, err := d.client().Fetch(context.Background()); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%4 == 3 {
+					d.srv.Remove(id)
+				}
+				d.clock.Advance(time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	if top := d.srv.Topology(); len(top.Nodes) == 0 || len(top.Nodes) > 12 {
+		t.Errorf("%d nodes", len(top.Nodes))
+	}
+}
+
+func benchTopology(nodes int) *Topology {
+	top := testTopology()
+	top.Nodes = nil
+	k := testKey(9)
+	for i := range nodes {
+		n := gateway("gw-"+strconv.Itoa(i), "DE", k)
+		n.MixAddr = "10.0.0.1:1789"
+		n.SphinxKeys = []SphinxKey{{1, key32(1)}, {2, key32(2)}}
+		top.Nodes = append(top.Nodes, n)
+	}
+	return top
+}
+
+func BenchmarkSignTopology1000(b *testing.B) {
+	top, key := benchTopology(1000), testKey(1)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := SignTopology(top, key); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerifyTopology1000(b *testing.B) {
+	key := testKey(1)
+	doc, err := SignTopology(benchTopology(1000), key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(doc)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := VerifyTopology(doc, key.Public().(ed25519.PublicKey), fuzzNow); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkAnnounceHandler(b *testing.B) {
+	clock := &fakeClock{now: t0}
+	s, err := NewServer(ServerConfig{Key: testKey(1), Open: true, Now: clock.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := s.Handler()
+	k := testKey(2)
+	n := gateway("gw-1", "DE", k)
+	desc, err := SignDescriptor(&n, k, t0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/nodes", bytes.NewReader(desc)))
+		if w.Code != http.StatusOK {
+			b.Fatal(w.Body.String())
+		}
+	}
+}
