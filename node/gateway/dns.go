@@ -135,4 +135,3 @@ func relayTCP(ctx context.Context, c net.Conn, up netip.AddrPort) {
 	io.Copy(c, u)
 	<-done
 }
-

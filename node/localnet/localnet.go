@@ -70,9 +70,13 @@ type Network struct {
 	Addrs map[string]netip.Addr
 	// DNS is the network's own resolver, when it runs one.
 	DNS *DNSServer
+	// WebURL is the network's "internet" host, web.localnet: an HTTP server
+	// on loopback that answers with the address (and node) it saw.
+	WebURL string
 
 	httpSrv *http.Server
 	httpLn  net.Listener
+	webSrv  *http.Server
 }
 
 // Start brings the network up; it returns once every node is listening.
@@ -119,6 +123,9 @@ func Start(ctx context.Context, cfg Config) (n *Network, err error) {
 		cfg.DNSUpstream = n.DNS.Addr()
 	}
 
+	if err := n.startWeb(cfg.Host); err != nil {
+		return n, err
+	}
 	addr := cfg.Host
 	for i, spec := range Gateways {
 		if cfg.PerNodeAddrs {
@@ -174,6 +181,27 @@ func (n *Network) startGateway(cfg Config, spec GatewaySpec, addr netip.Addr) er
 	return n.Directory.Add(node)
 }
 
+// startWeb runs the "internet" host web.localnet on host.
+func (n *Network) startWeb(host netip.Addr) error {
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(host, 0).String())
+	if err != nil {
+		return fmt.Errorf("localnet: web listener: %w", err)
+	}
+	n.webSrv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		from := netip.MustParseAddrPort(r.RemoteAddr).Addr()
+		who := "not a node of the local network"
+		for id, a := range n.Addrs {
+			if a == from && id != "directory" {
+				who = id
+			}
+		}
+		fmt.Fprintf(w, "hello from web.localnet: you came from %s (%s)\n", from, who)
+	})}
+	go n.webSrv.Serve(ln)
+	n.WebURL = fmt.Sprintf("http://web.localnet:%d/", ln.Addr().(*net.TCPAddr).Port)
+	return nil
+}
+
 // Close stops every node.
 func (n *Network) Close() error {
 	var errs []error
@@ -184,6 +212,9 @@ func (n *Network) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		errs = append(errs, n.httpSrv.Shutdown(ctx))
+	}
+	if n.webSrv != nil {
+		errs = append(errs, n.webSrv.Close())
 	}
 	if n.DNS != nil {
 		errs = append(errs, n.DNS.Close())
@@ -197,6 +228,7 @@ type Manifest struct {
 	// a client: nymvpn proxy --directory URL.
 	DirectoryURL string           `json:"directory_url"`
 	DNS          string           `json:"dns,omitempty"`
+	WebURL       string           `json:"web_url"`
 	Nodes        []directory.Node `json:"nodes"`
 	Started      time.Time        `json:"started"`
 	PID          int              `json:"pid"`
@@ -207,7 +239,7 @@ func (n *Network) WriteManifest(dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("localnet: create %s: %w", dir, err)
 	}
-	m := Manifest{DirectoryURL: n.DirectoryURL, Nodes: n.Directory.Topology().Nodes, Started: time.Now().UTC(), PID: os.Getpid()}
+	m := Manifest{DirectoryURL: n.DirectoryURL, WebURL: n.WebURL, Nodes: n.Directory.Topology().Nodes, Started: time.Now().UTC(), PID: os.Getpid()}
 	if n.DNS != nil {
 		m.DNS = n.DNS.Addr().String()
 	}

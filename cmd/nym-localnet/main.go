@@ -1,0 +1,72 @@
+// Command nym-localnet runs the whole nym network on this machine, on loopback.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nymvpn/nymvpn/node/localnet"
+)
+
+func main() {
+	cfg := localnet.DefaultConfig()
+	dir := flag.String("dir", "", "write DIR/localnet.json with every node and the directory URL")
+	host := flag.String("host", cfg.Host.String(), "first loopback address; nodes take the following ones")
+	port := flag.Uint("directory-port", 0, "directory HTTP port (0: any free port)")
+	verbose := flag.Bool("v", false, "debug logging")
+	flag.Parse()
+
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	var err error
+	if cfg.Host, err = netip.ParseAddr(*host); err != nil {
+		fatal("--host: %v", err)
+	}
+	if *port > 65535 {
+		fatal("--directory-port %d is not a port", *port)
+	}
+	cfg.DirectoryPort = uint16(*port)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	n, err := localnet.Start(ctx, cfg)
+	if err != nil {
+		fatal("%v", err)
+	}
+	if *dir != "" {
+		path, err := n.WriteManifest(*dir)
+		if err != nil {
+			n.Close()
+			fatal("%v", err)
+		}
+		fmt.Printf("manifest: %s\n", path)
+	}
+	fmt.Printf("directory: %s\n", n.DirectoryURL)
+	fmt.Printf("web:       %s (resolvable through an exit only)\n", n.WebURL)
+	for _, spec := range localnet.Gateways {
+		g := n.Gateways[spec.ID]
+		fmt.Printf("%-11s %s %-5s wireguard %s registration %s\n", spec.ID, spec.Country, spec.Role, g.WireGuardAddr(), g.RegistrationAddr())
+	}
+	fmt.Printf("ready in %v; gateways run with --free-pass (no tickets needed); Ctrl-C stops\n", time.Since(start).Round(time.Millisecond))
+	<-ctx.Done()
+	fmt.Println("stopping")
+	if err := n.Close(); err != nil {
+		fatal("stop: %v", err)
+	}
+}
+
+func fatal(f string, a ...any) {
+	fmt.Fprintf(os.Stderr, "nym-localnet: "+f+"\n", a...)
+	os.Exit(1)
+}

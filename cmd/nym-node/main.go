@@ -1,0 +1,110 @@
+// Command nym-node runs one node of the network: a directory or a gateway.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/nymvpn/nymvpn/node"
+	"github.com/nymvpn/nymvpn/node/directory"
+	"github.com/nymvpn/nymvpn/node/gateway"
+	"github.com/nymvpn/nymvpn/version"
+)
+
+func main() {
+	role := flag.String("role", "", "directory or gateway")
+	dataDir := flag.String("data-dir", "", "where the node keeps its keys (created 0700)")
+	listen := flag.String("listen", "127.0.0.1:8080", "directory: HTTP listen address")
+	open := flag.Bool("open", false, "directory: accept announcements from any node (test networks)")
+	id := flag.String("id", "", "gateway: node id, e.g. gw-de-1")
+	country := flag.String("country", "", "gateway: ISO country code, e.g. DE")
+	gwRoles := flag.String("gateway-roles", "entry,exit", "gateway: entry, exit or both")
+	dirURL := flag.String("directory", "", "gateway: directory URL with its key (?key=...)")
+	wg := flag.String("wireguard", "127.0.0.1:51822", "gateway: WireGuard UDP listen address")
+	reg := flag.String("registration", "127.0.0.1:51821", "gateway: registration TCP listen address")
+	announce := flag.String("announce", "", "gateway: address to publish if not the listen address")
+	freePass := flag.Bool("free-pass", false, "gateway: admit clients without a ticket (development only)")
+	outbound := flag.String("outbound-addr", "", "gateway: local address exit traffic leaves from")
+	dnsUp := flag.String("dns-upstream", "", "gateway: resolver for exit clients' DNS, ip:port")
+	allowLoop := flag.Bool("exit-allow-loopback", false, "gateway: let exit traffic reach this host's loopback (local test networks only)")
+	verbose := flag.Bool("v", false, "debug logging")
+	showVersion := flag.Bool("version", false, "print the version")
+	flag.Parse()
+	if *showVersion {
+		fmt.Println("nym-node", version.String())
+		return
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if *dataDir == "" {
+		fatal("--data-dir is required: the node keeps its keys there")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var err error
+	switch *role {
+	case "directory":
+		err = node.RunDirectory(ctx, node.DirectoryConfig{Listen: *listen, DataDir: *dataDir, Open: *open, Logger: log,
+			Ready: func(url string) { fmt.Println("directory:", url) }})
+	case "gateway":
+		cfg := node.GatewayConfig{ID: *id, Country: strings.ToUpper(*country), DirectoryURL: *dirURL, DataDir: *dataDir,
+			FreePass: *freePass, Logger: log, Exit: gateway.ExitPolicy{AllowLoopback: *allowLoop}}
+		for _, r := range strings.Split(*gwRoles, ",") {
+			cfg.Roles = append(cfg.Roles, directory.Role(strings.TrimSpace(r)))
+		}
+		cfg.WireGuard = mustAddrPort("--wireguard", *wg)
+		cfg.Registration = mustAddrPort("--registration", *reg)
+		if *announce != "" {
+			cfg.Announce = mustAddr("--announce", *announce)
+		}
+		if *outbound != "" {
+			cfg.Exit.OutboundAddr = mustAddr("--outbound-addr", *outbound)
+		}
+		if *dnsUp != "" {
+			cfg.Exit.DNSUpstream = mustAddrPort("--dns-upstream", *dnsUp)
+		}
+		if cfg.DirectoryURL == "" || cfg.ID == "" || cfg.Country == "" {
+			fatal("a gateway needs --directory, --id and --country")
+		}
+		err = node.RunGateway(ctx, cfg)
+	case "":
+		fatal("--role is required: directory or gateway")
+	default:
+		fatal("unknown --role %q: want directory or gateway (mixnode and issuer come later)", *role)
+	}
+	if err != nil {
+		fatal("%v", err)
+	}
+}
+
+func mustAddrPort(flag, s string) netip.AddrPort {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		fatal("%s: %v", flag, err)
+	}
+	return ap
+}
+
+func mustAddr(flag, s string) netip.Addr {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		fatal("%s: %v", flag, err)
+	}
+	return a
+}
+
+func fatal(f string, a ...any) {
+	fmt.Fprintf(os.Stderr, "nym-node: "+f+"\n", a...)
+	os.Exit(1)
+}

@@ -1,0 +1,71 @@
+// Command nymvpn is the command-line client.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/nymvpn/nymvpn/modes"
+	"github.com/nymvpn/nymvpn/proxy"
+	"github.com/nymvpn/nymvpn/version"
+)
+
+const usage = `usage: nymvpn <command> [flags]
+
+commands:
+  proxy     run an unprivileged SOCKS5 proxy through the VPN
+  version   print the version
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "proxy":
+		runProxy(os.Args[2:])
+	case "version", "--version":
+		fmt.Println("nymvpn", version.String())
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "nymvpn: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+}
+
+func runProxy(args []string) {
+	fs := flag.NewFlagSet("proxy", flag.ExitOnError)
+	mode := fs.String("mode", "fast", "fast (two-hop WireGuard) or mixnet")
+	dir := fs.String("directory", os.Getenv("NYMVPN_DIRECTORY"), "directory URL with its pinned key (?key=...); default $NYMVPN_DIRECTORY")
+	listen := fs.String("listen", "127.0.0.1:1080", "SOCKS5 listen address")
+	entry := fs.String("entry", "", "entry gateway: country code, node id, or empty for automatic")
+	exit := fs.String("exit", "", "exit gateway: country code, node id, or empty for automatic")
+	verbose := fs.Bool("v", false, "debug logging")
+	fs.Parse(args)
+	if *dir == "" {
+		fmt.Fprintln(os.Stderr, "nymvpn proxy: --directory URL is required (nym-localnet prints it)")
+		os.Exit(2)
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := proxy.Run(ctx, proxy.Config{
+		Mode: *mode, DirectoryURL: *dir, Listen: *listen,
+		Entry: modes.ParseChoice(*entry), Exit: modes.ParseChoice(*exit),
+		Out: os.Stdout, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nymvpn:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The README's first command: start the local network, fetch a web page through
+# the two-hop fast-mode tunnel with `nymvpn proxy`, show the route and what the
+# web server saw, and stop everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${BIN:-bin}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# wait_for FILE PATTERN SECONDS: wait until FILE contains PATTERN.
+wait_for() {
+  local deadline=$((SECONDS + $3))
+  until grep -q "$2" "$1" 2>/dev/null; do
+    if ((SECONDS > deadline)); then
+      echo "demo: timed out waiting for '$2' in $1:" >&2
+      cat "$1" >&2 || true
+      exit 1
+    fi
+    sleep 0.1
+  done
+}
+field() { sed -n "s/.*\"$2\": *\"\([^\"]*\)\".*/\1/p" "$1" | head -n1; }
+
+echo "== starting the local network (directory, 2 entry + 2 exit gateways, DNS, web.localnet)"
+"$bin/nym-localnet" --dir "$work" >"$work/localnet.out" 2>"$work/localnet.log" &
+pids+=($!)
+wait_for "$work/localnet.out" "^ready" 30
+cat "$work/localnet.out"
+dir_url=$(field "$work/localnet.json" directory_url)
+web_url=$(field "$work/localnet.json" web_url)
+
+echo
+echo "== nymvpn proxy --mode fast --entry DE --exit CH"
+"$bin/nymvpn" proxy --mode fast --directory "$dir_url" --entry DE --exit CH --listen 127.0.0.1:0 >"$work/proxy.out" 2>"$work/proxy.log" &
+pids+=($!)
+wait_for "$work/proxy.out" "SOCKS5 proxy on" 60
+cat "$work/proxy.out"
+socks=$(sed -n 's/.*SOCKS5 proxy on \([^ ]*\).*/\1/p' "$work/proxy.out")
+
+echo
+echo "== curl --socks5-hostname $socks $web_url   (the name resolves at the exit)"
+start=$(date +%s%N)
+curl -sS --max-time 30 --socks5-hostname "$socks" "$web_url"
+echo "   ($(( ($(date +%s%N) - start) / 1000000 )) ms)"
+echo
+echo "The web server saw the exit gateway's address, not yours: the entry knew who you are,"
+echo "the exit knew where you went, neither knew both."
