@@ -69,8 +69,19 @@ func (cl *Client) DialContext(ctx context.Context, network, target string) (net.
 	return c, nil
 }
 
+// validate checks the configuration before anything is dialled.
+func (cl *Client) validate() error {
+	if len(cl.Username) > 255 || len(cl.Password) > 255 {
+		return errors.New("socks5: username and password must be at most 255 bytes")
+	}
+	return nil
+}
+
 // open dials the proxy and runs greeting, authentication and one request.
 func (cl *Client) open(ctx context.Context, cmd byte, dst Addr) (net.Conn, Addr, error) {
+	if err := cl.validate(); err != nil {
+		return nil, Addr{}, err
+	}
 	d := cl.Dialer
 	if d == nil {
 		d = &net.Dialer{}
@@ -108,9 +119,6 @@ func (cl *Client) handshake(ctx context.Context, c net.Conn, cmd byte, dst Addr)
 
 func (cl *Client) exchange(c net.Conn, cmd byte, dst Addr) (Addr, error) {
 	auth := cl.Username != "" || cl.Password != ""
-	if len(cl.Username) > 255 || len(cl.Password) > 255 {
-		return Addr{}, errors.New("username and password must be at most 255 bytes")
-	}
 	greeting := []byte{socksVersion, 1, methodNoAuth}
 	if auth {
 		greeting = []byte{socksVersion, 2, methodNoAuth, methodUserPass}
@@ -180,6 +188,9 @@ type UDPAssociation struct {
 // AssociateUDP opens a UDP association. It binds a local UDP socket on the
 // address the control connection uses and declares it to the proxy.
 func (cl *Client) AssociateUDP(ctx context.Context) (*UDPAssociation, error) {
+	if err := cl.validate(); err != nil {
+		return nil, err
+	}
 	d := cl.Dialer
 	if d == nil {
 		d = &net.Dialer{}

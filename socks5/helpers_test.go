@@ -114,6 +114,20 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// waitStats waits until cond holds for the server's counters. Counters of
+// relayed datagrams are updated just after the datagram is sent on, so a
+// test that has just received a datagram may see them lag briefly.
+func waitStats(t testing.TB, s *Server, cond func(Stats) bool) {
+	t.Helper()
+	deadline := time.Now().Add(ioTimeout)
+	for st := s.Stats(); !cond(st); st = s.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats never reached the expected values: %+v", st)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // startEcho runs a TCP echo server and reports each accepted peer address
 // on the returned channel (buffered, best effort).
 func startEcho(t testing.TB, network, addr string) (string, <-chan netip.AddrPort) {

@@ -71,6 +71,7 @@ type Server struct {
 	cancel    context.CancelFunc
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
+	serving   atomic.Int64 // connections handed by Serve to ServeConn
 
 	stats struct {
 		connsTotal, connsRejected                      atomic.Uint64
@@ -194,13 +195,17 @@ func (s *Server) Serve(l net.Listener) error {
 			return fmt.Errorf("socks5: accept on %s: %w", l.Addr(), err)
 		}
 		backoff = 0
-		if s.MaxConns > 0 && s.stats.connsActive.Load() >= int64(s.MaxConns) {
+		// serving is counted here, not in the goroutine, so that a burst of
+		// accepts cannot overshoot MaxConns.
+		if n := s.serving.Add(1); s.MaxConns > 0 && n > int64(s.MaxConns) {
+			s.serving.Add(-1)
 			s.stats.connsRejected.Add(1)
 			log.Warn("socks5: connection limit reached, closing", "client", c.RemoteAddr().String(), "max", s.MaxConns)
 			c.Close()
 			continue
 		}
 		go func() {
+			defer s.serving.Add(-1)
 			if err := s.ServeConn(s.ctx, c); err != nil && !errors.Is(err, ErrServerClosed) {
 				log.Debug("socks5: connection ended", "client", c.RemoteAddr().String(), "err", err)
 			}

@@ -15,6 +15,12 @@ import (
 // udpResolveTimeout bounds the resolution of one destination name.
 const udpResolveTimeout = 10 * time.Second
 
+// maxReadErrors is how many consecutive failed reads a relay loop
+// tolerates before ending the association. Some stacks report ICMP errors
+// on unconnected UDP sockets as read errors (Windows: WSAECONNRESET), which
+// must not kill the association.
+const maxReadErrors = 64
+
 // udpCacheSize bounds the per-association name cache.
 const (
 	udpCacheSize = 256
@@ -109,6 +115,7 @@ type association struct {
 	client    atomic.Pointer[netip.AddrPort]
 	lastSeen  atomic.Int64 // unix nanoseconds of the last relayed datagram
 
+	ctx   context.Context       // set by run; bounds name resolution
 	cache map[string]cacheEntry // used only by clientToTunnel
 }
 
@@ -119,6 +126,7 @@ var errIdle = errors.New("idle timeout")
 func (a *association) run(ctx context.Context, ctrl net.Conn, idle time.Duration) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	a.ctx = ctx
 	stop := context.AfterFunc(ctx, func() {
 		a.relay.Close()
 		a.tunnel.Close()
@@ -187,14 +195,20 @@ func isClosed(err error) bool { return errors.Is(err, net.ErrClosed) }
 func (a *association) clientToTunnel() error {
 	st := &a.s.stats
 	buf := make([]byte, 65535)
+	errs := 0
 	for {
 		n, src, err := a.relay.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if isClosed(err) {
 				return nil
 			}
-			return fmt.Errorf("read relay socket: %w", err)
+			if errs++; errs > maxReadErrors {
+				return fmt.Errorf("read relay socket: %w", err)
+			}
+			a.log.Debug("socks5: relay socket read failed", "err", err)
+			continue
 		}
+		errs = 0
 		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 		if !a.accepts(src) {
 			st.foreign.Add(1)
@@ -270,7 +284,7 @@ func (a *association) resolve(dst Addr) (netip.Addr, error) {
 		a.s.stats.malformedDatagrams.Add(1)
 		return netip.Addr{}, fmt.Errorf("invalid host name %q", dst.Name)
 	}
-	ctx, cancel := context.WithTimeout(a.s.ctx, udpResolveTimeout)
+	ctx, cancel := context.WithTimeout(a.ctx, udpResolveTimeout)
 	ips, _, err := a.s.lookup(ctx, dst)
 	cancel()
 	if err != nil {
@@ -293,14 +307,20 @@ func (a *association) resolve(dst Addr) (netip.Addr, error) {
 func (a *association) tunnelToClient() error {
 	st := &a.s.stats
 	buf := make([]byte, maxIPUDPHeaderLen+65535)
+	errs := 0
 	for {
 		n, from, err := a.tunnel.ReadFrom(buf[maxIPUDPHeaderLen:])
 		if err != nil {
 			if isClosed(err) {
 				return nil
 			}
-			return fmt.Errorf("read tunnel socket: %w", err)
+			if errs++; errs > maxReadErrors {
+				return fmt.Errorf("read tunnel socket: %w", err)
+			}
+			a.log.Debug("socks5: tunnel socket read failed", "err", err)
+			continue
 		}
+		errs = 0
 		src := addrPortOf(from)
 		cl := a.client.Load()
 		if !src.Addr().IsValid() || cl == nil {
