@@ -265,7 +265,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) error {
 	hsTimeout := durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout)
 	_ = c.SetDeadline(time.Now().Add(hsTimeout))
 
-	if err := s.negotiate(c); err != nil {
+	if err := s.negotiate(ctx, c); err != nil {
 		return fmt.Errorf("socks5: handshake with %s: %w", client, err)
 	}
 
@@ -275,6 +275,9 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) error {
 			// The client went away between authentication and the
 			// request; nothing malformed was sent.
 			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("socks5: read request from %s: %w", client, err)
 		}
 		s.stats.malformedRequests.Add(1)
 		code := ReplyGeneralFailure
@@ -304,7 +307,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) error {
 
 // negotiate runs method selection and, if configured, RFC 1929
 // authentication.
-func (s *Server) negotiate(c net.Conn) error {
+func (s *Server) negotiate(ctx context.Context, c net.Conn) error {
 	var buf [255]byte
 	methods, err := readGreeting(c, buf[:])
 	switch {
@@ -314,6 +317,8 @@ func (s *Server) negotiate(c net.Conn) error {
 		s.stats.malformedRequests.Add(1)
 		s.rejectWith(c, []byte{socksVersion, methodNoAcceptable})
 		return err
+	case err != nil && ctx.Err() != nil:
+		return fmt.Errorf("read greeting: %w", err) // shutting down, not malformed
 	case err != nil:
 		// A wrong version (SOCKS4, HTTP, TLS...) cannot be answered in a
 		// format the peer understands; just close.
