@@ -78,6 +78,8 @@
 // (ErrPayloadIntegrity), strips the padding and returns the message with the
 // recipient and SURB id. A SURB reply reaches its final hop still encrypted;
 // the SURB's creator removes the remaining layers with Geometry.DecryptReply.
+// A SURB is single-use: a second packet from the same SURB has the same
+// replay tag at every hop and is dropped by the first hop's replay filter.
 //
 // # Test vectors
 //
