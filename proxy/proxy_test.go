@@ -159,3 +159,43 @@ func TestProxyUDPAssociate(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkProxyFirstByte is the time from starting the proxy to the first
+// byte of a web page fetched through it: directory fetch, both
+// registrations, both tunnels, the exit handshake, the SOCKS5 request with a
+// name resolved at the exit, and the HTTP exchange.
+func BenchmarkProxyFirstByte(b *testing.B) {
+	n := startNet(b)
+	port := webServer(b)
+	target := fmt.Sprintf("web.localnet:%d", port)
+	for i := 0; i < b.N; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		ready := make(chan *proxy.Proxy, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- proxy.Run(ctx, proxy.Config{DirectoryURL: n.DirectoryURL, Listen: "127.0.0.1:0", Logger: logger(),
+				Ready: func(p *proxy.Proxy) { ready <- p }})
+		}()
+		var p *proxy.Proxy
+		select {
+		case p = <-ready:
+		case err := <-done:
+			b.Fatal(err)
+		}
+		c, err := socks5.DialThrough(ctx, p.Addr.String(), "tcp", target)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET / HTTP/1.0\r\n\r\n")
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		c.Close()
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}
