@@ -757,3 +757,41 @@ func TestHKDFAndHMACMatchStdlib(t *testing.T) {
 		}
 	}
 }
+
+// One Node serves many goroutines.
+func TestConcurrentUnwrap(t *testing.T) {
+	g := RegularGeometry()
+	nodes, route := testRoute(t, "concurrent", RouteHops)
+	pkts := make([][]byte, 16)
+	for i := range pkts {
+		var err error
+		if pkts[i], err = g.NewPacket(newDetRand(fmt.Sprint("c", i)), route, nil, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errs := make(chan error, len(pkts))
+	for i, p := range pkts {
+		go func() {
+			for h, n := range nodes {
+				res, err := n.Unwrap(p, nil)
+				if err != nil {
+					errs <- fmt.Errorf("packet %d hop %d: %w", i, h, err)
+					return
+				}
+				if res.Final {
+					if !bytes.Equal(res.Payload, []byte{byte(i)}) {
+						errs <- fmt.Errorf("packet %d: payload %x", i, res.Payload)
+						return
+					}
+				}
+				p = res.Packet
+			}
+			errs <- nil
+		}()
+	}
+	for range pkts {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
