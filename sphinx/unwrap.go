@@ -76,7 +76,8 @@ type Result struct {
 // header MAC, the replay tag (given to filter if not nil), then header and
 // payload decryption and, at relays, the blinding of alpha. pkt must not be
 // used by the caller while the result is in use: Result.Packet and
-// Result.Payload alias it.
+// Result.Payload alias it. pkt is untouched when Unwrap fails on size, group
+// element, MAC or replay; later errors leave it partly decrypted.
 func (n *Node) Unwrap(pkt []byte, filter ReplayFilter) (Result, error) {
 	var g *Geometry
 	for _, c := range n.geometries {
