@@ -144,4 +144,3 @@ func BenchmarkConnect(b *testing.B) {
 		b.StartTimer()
 	}
 }
-
