@@ -24,7 +24,7 @@ demo: deps build
 	@scripts/demo.sh
 
 # Everything CI runs. As root it includes the network-namespace tests.
-test: deps vet
+test: deps vet build
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) test -count=1 -timeout 20m ./...
 	@scripts/demo.sh >/dev/null && echo "demo: ok"

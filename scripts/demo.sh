@@ -18,9 +18,14 @@ trap cleanup EXIT
 wait_for() {
   local deadline=$((SECONDS + $3))
   until grep -q "$2" "$1" 2>/dev/null; do
+    if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+      echo "demo: the process writing $1 exited:" >&2
+      cat "$1" "${1%.out}.log" >&2 || true
+      exit 1
+    fi
     if ((SECONDS > deadline)); then
       echo "demo: timed out waiting for '$2' in $1:" >&2
-      cat "$1" >&2 || true
+      cat "$1" "${1%.out}.log" >&2 || true
       exit 1
     fi
     sleep 0.1

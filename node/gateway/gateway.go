@@ -7,7 +7,9 @@
 // (the inner hop of fast mode); traffic of an exit client goes to the outside,
 // subject to the exit policy. Without root the router is a userspace network
 // stack that terminates each flow and re-originates it from the gateway's own
-// sockets.
+// sockets. As root on Linux the exit role can instead forward through a kernel
+// TUN with nftables masquerade (ExitPolicy.Kernel); entry clients and the DNS
+// relay stay on the userspace stack.
 package gateway
 
 import (
@@ -29,6 +31,7 @@ import (
 	"github.com/nymvpn/nymvpn/tun/netstack"
 	"github.com/nymvpn/nymvpn/wgbind"
 	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun"
 )
 
 // Defaults, NymVPN's where it has them.
@@ -81,6 +84,16 @@ type ExitPolicy struct {
 	Deny []netip.Prefix
 	// DNSUpstream answers DNS sent to the gateway's tunnel addresses.
 	DNSUpstream netip.AddrPort
+	// Kernel forwards exit clients' traffic through a kernel TUN with
+	// nftables masquerade instead of re-originating it in userspace (Linux,
+	// root or CAP_NET_ADMIN). The gateway creates the TUN (nymx0, nymx1, …)
+	// with its tunnel addresses, turns on IPv4 and IPv6 forwarding and adds
+	// one nftables table (inet nymvpn_exit_<tun>) that enforces the same
+	// refusals as the userspace exit; Close undoes all of it. OutboundAddr,
+	// if set, becomes the SNAT address of its family. Traffic to the
+	// gateway's own tunnel addresses (DNS) and entry clients' traffic keep
+	// going through the userspace stack.
+	Kernel bool
 }
 
 // Gateway is a running gateway.
@@ -89,6 +102,8 @@ type Gateway struct {
 	log    *slog.Logger
 	dev    *device.Device
 	stack  *netstack.Stack
+	kexit  *kernelExit   // kernel exit mode only
+	split  *splitDevice  // kernel exit mode only
 	peers  *peerTable
 	reg    *registration.Server
 	regLn  net.Listener
@@ -111,6 +126,10 @@ type Stats struct {
 	EntryFlows, ExitFlows       int64 // flows forwarded for each role
 	PolicyRefused               int64 // flows refused by the entry or exit policy
 	Stack                       netstack.Stats
+	// Kernel exit mode: packets of exit clients handed to the kernel TUN
+	// (KernelOut) and read back from it (KernelIn); packets from either
+	// device that could not be passed to WireGuard (ReadDropped).
+	KernelOut, KernelIn, ReadDropped int64
 }
 
 // New starts a gateway: it opens both listeners and the WireGuard device.
@@ -161,25 +180,39 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: network stack: %w", err)
 	}
-	g.dev = device.NewDevice(g.stack, wgbind.UDP(cfg.WireGuardListen.Addr()), wgLogger(g.log))
+	var dev tun.Device = g.stack
+	if cfg.Exit.Kernel {
+		if dev, err = g.startKernelExit(); err != nil {
+			g.stack.Close()
+			return nil, err
+		}
+	}
+	g.dev = device.NewDevice(dev, wgbind.UDP(cfg.WireGuardListen.Addr()), wgLogger(g.log))
 	g.peers.dev = g.dev
-	if err := g.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", hex.EncodeToString(cfg.WireGuardKey[:]), cfg.WireGuardListen.Port())); err != nil {
+	// fail stops what New started so far: the device closes the stack and,
+	// in kernel mode, the TUN; the kernel exit undoes its host changes.
+	fail := func(err error) (*Gateway, error) {
 		g.dev.Close()
-		return nil, fmt.Errorf("gateway: configure WireGuard on %v: %w", cfg.WireGuardListen, err)
+		if g.kexit != nil {
+			if cerr := g.kexit.Close(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
+		return nil, err
+	}
+	if err := g.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", hex.EncodeToString(cfg.WireGuardKey[:]), cfg.WireGuardListen.Port())); err != nil {
+		return fail(fmt.Errorf("gateway: configure WireGuard on %v: %w", cfg.WireGuardListen, err))
 	}
 	if err := g.dev.Up(); err != nil {
-		g.dev.Close()
-		return nil, fmt.Errorf("gateway: WireGuard up on %v: %w", cfg.WireGuardListen, err)
+		return fail(fmt.Errorf("gateway: WireGuard up on %v: %w", cfg.WireGuardListen, err))
 	}
 	g.wgPort, err = listenPort(g.dev)
 	if err != nil {
-		g.dev.Close()
-		return nil, err
+		return fail(err)
 	}
 	g.regLn, err = net.Listen("tcp", cfg.RegistrationListen.String())
 	if err != nil {
-		g.dev.Close()
-		return nil, fmt.Errorf("gateway: registration listener: %w", err)
+		return fail(fmt.Errorf("gateway: registration listener: %w", err))
 	}
 	g.reg = &registration.Server{NoiseKey: cfg.NoiseKey, WireGuardKey: cfg.WireGuardKey, Registrar: g, Logger: g.log}
 
@@ -204,8 +237,55 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, fmt.Errorf("gateway: DNS relay: %w", err)
 		}
 	}
-	g.log.Info("gateway up", "roles", cfg.Roles, "wireguard", g.WireGuardAddr(), "registration", g.RegistrationAddr(), "free_pass", cfg.FreePass)
+	g.log.Info("gateway up", "roles", cfg.Roles, "wireguard", g.WireGuardAddr(), "registration", g.RegistrationAddr(), "free_pass", cfg.FreePass, "exit_mode", cfg.Exit.mode())
 	return g, nil
+}
+
+// mode names the exit path, for logs.
+func (p ExitPolicy) mode() string {
+	if p.Kernel {
+		return "kernel"
+	}
+	return "userspace"
+}
+
+// startKernelExit sets up the kernel exit and returns the device WireGuard
+// runs on: the userspace stack and the kernel TUN behind a splitDevice.
+func (g *Gateway) startKernelExit() (tun.Device, error) {
+	cfg := &g.cfg
+	switch {
+	case !slices.Contains(cfg.Roles, directory.RoleExit):
+		return nil, errors.New("gateway: the kernel exit mode needs the exit role")
+	case cfg.Exit.AllowLoopback:
+		return nil, errors.New("gateway: the kernel exit cannot reach loopback (the kernel does not forward to it); use the userspace exit for a loopback network")
+	}
+	k, err := startKernelExit(kernelExitConfig{
+		Pool4: g.peers.pool4, Pool6: g.peers.pool6, Gateway4: g.peers.gw4, Gateway6: g.peers.gw6,
+		MTU: cfg.MTU, Deny: cfg.Exit.Deny, Outbound: cfg.Exit.OutboundAddr, Logger: g.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.split, err = newSplitDevice(g.stack, k.dev, g.toKernel, g.log)
+	if err != nil {
+		k.Close()
+		return nil, err
+	}
+	g.kexit = k
+	return g.split, nil
+}
+
+// toKernel decides, for a packet WireGuard decrypted, whether it takes the
+// kernel exit: packets of exit clients to anything but the gateway's own
+// tunnel addresses. WireGuard has already checked the source against the
+// sending peer's allowed IPs.
+func (g *Gateway) toKernel(pkt []byte) bool {
+	src, dst, ok := packetAddrs(pkt)
+	if !ok || dst == g.peers.gw4 || dst == g.peers.gw6 {
+		return false
+	}
+	p, ok := g.peers.lookup(src)
+	return ok && p.role == registration.RoleExit
 }
 
 // allowsLoopbackExits reports whether exits may sit on loopback, as in the
@@ -256,7 +336,7 @@ func (g *Gateway) Node() directory.Node {
 // Stats returns a snapshot of the counters.
 func (g *Gateway) Stats() Stats {
 	rs := g.reg.Stats()
-	return Stats{
+	st := Stats{
 		Peers:         g.peers.count(),
 		Registered:    rs.Accepted.Load(),
 		Refused:       rs.Refused.Load(),
@@ -266,6 +346,10 @@ func (g *Gateway) Stats() Stats {
 		PolicyRefused: g.stats.refused.Load(),
 		Stack:         g.stack.Stats(),
 	}
+	if g.split != nil {
+		st.KernelOut, st.KernelIn, st.ReadDropped = g.split.stats()
+	}
+	return st
 }
 
 // Close stops the gateway and waits for its goroutines.
@@ -275,8 +359,13 @@ func (g *Gateway) Close() error {
 	}
 	g.cancel()
 	g.regLn.Close()
-	g.dev.Close() // closes the stack too
+	g.dev.Close() // closes the stack (and the kernel TUN) too
 	g.wg.Wait()
+	if g.kexit != nil {
+		if err := g.kexit.Close(); err != nil {
+			return fmt.Errorf("gateway: undo the kernel exit: %w", err)
+		}
+	}
 	return nil
 }
 
