@@ -102,8 +102,8 @@ type Gateway struct {
 	log    *slog.Logger
 	dev    *device.Device
 	stack  *netstack.Stack
-	kexit  *kernelExit   // kernel exit mode only
-	split  *splitDevice  // kernel exit mode only
+	kexit  *kernelExit  // kernel exit mode only
+	split  *splitDevice // kernel exit mode only
 	peers  *peerTable
 	reg    *registration.Server
 	regLn  net.Listener
