@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestForegroundAndCleanShutdown runs the binary: it writes the manifest,
+// stays up, and exits 0 on SIGTERM.
+func TestForegroundAndCleanShutdown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "nym-localnet")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "--dir", dir)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.After(60 * time.Second)
+	for ready := false; !ready; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("nym-localnet exited before ready")
+			}
+			ready = strings.HasPrefix(l, "ready in")
+		case <-deadline:
+			t.Fatal("nym-localnet not ready within 60 s")
+		}
+	}
+	var m struct {
+		DirectoryURL string `json:"directory_url"`
+		Nodes        []any  `json:"nodes"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "localnet.json"))
+	if err != nil || json.Unmarshal(b, &m) != nil || !strings.Contains(m.DirectoryURL, "?key=") || len(m.Nodes) != 4 {
+		t.Fatalf("manifest %s: %v", b, err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("nym-localnet did not stop within 30 s of SIGTERM")
+	}
+}
