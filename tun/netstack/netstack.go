@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -467,7 +468,9 @@ func (s *Stack) Stats() Stats {
 func (s *Stack) Addresses() []netip.Addr {
 	out := make([]netip.Addr, 0, len(s.local))
 	for _, a := range s.cfg.Addresses {
-		out = append(out, a.Unmap())
+		if a = a.Unmap(); !slices.Contains(out, a) {
+			out = append(out, a)
+		}
 	}
 	return out
 }
