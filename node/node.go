@@ -83,7 +83,7 @@ type GatewayConfig struct {
 
 // RunGateway runs a gateway until ctx ends: it announces itself to the
 // directory every minute and refreshes its topology copy every 15 s.
-func RunGateway(ctx context.Context, cfg GatewayConfig) error {
+func RunGateway(ctx context.Context, cfg GatewayConfig) (err error) {
 	keys, err := LoadKeys(cfg.DataDir)
 	if err != nil {
 		return err
@@ -108,7 +108,13 @@ func RunGateway(ctx context.Context, cfg GatewayConfig) error {
 	if err != nil {
 		return err
 	}
-	defer gw.Close()
+	defer func() {
+		// A kernel-exit gateway reports here if it could not undo its
+		// changes to the host.
+		if cerr := gw.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
 	n := gw.Node()
 	n.Country = cfg.Country
 	n.IdentityKey = keys.Identity.Public().([]byte)
@@ -135,6 +141,10 @@ func RunGateway(ctx context.Context, cfg GatewayConfig) error {
 	for {
 		select {
 		case <-ctx.Done():
+			st := gw.Stats()
+			cfg.Logger.Info("gateway stopping", "peers", st.Peers, "registered", st.Registered,
+				"entry_flows", st.EntryFlows, "exit_flows", st.ExitFlows, "policy_refused", st.PolicyRefused,
+				"kernel_out", st.KernelOut, "kernel_in", st.KernelIn)
 			return nil
 		case <-tick.C:
 			if err := fetch(); err != nil {

@@ -34,6 +34,7 @@ func main() {
 	outbound := flag.String("outbound-addr", "", "gateway: local address exit traffic leaves from")
 	dnsUp := flag.String("dns-upstream", "", "gateway: resolver for exit clients' DNS, ip:port")
 	allowLoop := flag.Bool("exit-allow-loopback", false, "gateway: let exit traffic reach this host's loopback (local test networks only)")
+	exitMode := flag.String("exit-mode", "userspace", "gateway: how exit traffic leaves: userspace (re-originated from the node's sockets, no root) or kernel (Linux, root: a TUN with nftables masquerade)")
 	verbose := flag.Bool("v", false, "debug logging")
 	showVersion := flag.Bool("version", false, "print the version")
 	flag.Parse()
@@ -70,6 +71,13 @@ func main() {
 		}
 		if *outbound != "" {
 			cfg.Exit.OutboundAddr = mustAddr("--outbound-addr", *outbound)
+		}
+		switch *exitMode {
+		case "userspace":
+		case "kernel":
+			cfg.Exit.Kernel = true
+		default:
+			fatal("unknown --exit-mode %q: want userspace or kernel", *exitMode)
 		}
 		if *dnsUp != "" {
 			cfg.Exit.DNSUpstream = mustAddrPort("--dns-upstream", *dnsUp)
