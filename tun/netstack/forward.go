@@ -135,6 +135,17 @@ func (s *Stack) forwardTCP(r *tcp.ForwarderRequest) {
 	intvl := tcpip.KeepaliveIntervalOption(30 * time.Second)
 	ep.SetSockOpt(&intvl)
 	down := gonet.NewTCPConn(&wq, ep)
+	abortDown := func() {
+		// Linger with a zero timeout makes Close send RST.
+		ep.SocketOptions().SetLinger(tcpip.LingerOption{Enabled: true})
+		down.Close()
+	}
+	abortUp := func() {
+		if tc, ok := up.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+		up.Close()
+	}
 
 	fc := &flowCloser{fn: func() { down.Close(); up.Close() }}
 	if !s.track(fc) {
@@ -149,31 +160,31 @@ func (s *Stack) forwardTCP(r *tcp.ForwarderRequest) {
 		s.untrack(fc)
 		s.log.Debug("netstack: TCP flow closed", "flow", f.String())
 	}()
-	splice(down, up)
+	splice(down, up, abortDown, abortUp)
 }
 
 // splice copies both ways until both directions ended, propagating
-// half-closes; an error in either direction aborts both.
-func splice(a, b net.Conn) {
+// half-closes (EOF on one side becomes CloseWrite on the other). An error in
+// either direction, such as a reset, aborts both sides, so that a reset
+// upstream reaches the tunnel peer as a reset rather than a clean close.
+func splice(a, b net.Conn, abortA, abortB func()) {
+	var once sync.Once
+	abort := func() { once.Do(func() { abortA(); abortB() }) }
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	cp := func(dst, src net.Conn) {
-		defer wg.Done()
-		_, err := io.Copy(dst, src)
-		if err != nil {
-			a.Close()
-			b.Close()
+		if _, err := io.Copy(dst, src); err != nil {
+			abort()
 			return
 		}
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			if cw.CloseWrite() == nil {
-				return
-			}
+		if cw, ok := dst.(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
+			abort()
 		}
-		a.Close()
-		b.Close()
 	}
-	go cp(a, b)
+	go func() {
+		defer wg.Done()
+		cp(a, b)
+	}()
 	cp(b, a)
 	wg.Wait()
 }

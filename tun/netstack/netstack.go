@@ -63,7 +63,7 @@ const (
 
 	// outQueueLen is the number of packets gVisor may queue for Read before
 	// it drops (TCP then retransmits).
-	outQueueLen = 2048
+	outQueueLen = 8192
 
 	// TCP buffer auto-tuning ranges. A larger maximum lets a single flow
 	// fill a fast tunnel; see BenchmarkTCPThroughput.
@@ -125,6 +125,9 @@ type Stats struct {
 	// concurrency limit was reached, and outbound packets that did not fit
 	// the caller's buffer.
 	DroppedLimit uint64
+	// DroppedQueueFull counts outbound packets dropped because the queue
+	// towards Read was full (the reader did not keep up).
+	DroppedQueueFull uint64
 	// FlowsOpen is the number of forwarded TCP and UDP flows currently open;
 	// FlowsTotal counts every forwarded flow ever opened.
 	FlowsOpen, FlowsTotal uint64
@@ -138,6 +141,7 @@ type counters struct {
 	droppedMalformed         atomic.Uint64
 	droppedPolicy            atomic.Uint64
 	droppedLimit             atomic.Uint64
+	droppedQueueFull         atomic.Uint64
 	flowsOpen, flowsTotal    atomic.Int64
 	pingsForwarded, pingsRun atomic.Int64
 }
@@ -221,7 +225,7 @@ func New(cfg Config) (*Stack, error) {
 	if err := s.configureStack(); err != nil {
 		return fail(err)
 	}
-	if terr := s.stack.CreateNIC(nicID, s.ep); terr != nil {
+	if terr := s.stack.CreateNIC(nicID, &countingEndpoint{Endpoint: s.ep, drops: &s.stats.droppedQueueFull}); terr != nil {
 		return fail(fmt.Errorf("netstack: create NIC: %s", terr))
 	}
 	for _, a := range cfg.Addresses {
@@ -410,8 +414,24 @@ func (s *Stack) writeOutbound(pkt []byte) {
 	var list stack.PacketBufferList
 	list.PushBack(pb)
 	if n, _ := s.ep.WritePackets(list); n == 0 {
-		s.stats.droppedLimit.Add(1)
+		s.stats.droppedQueueFull.Add(1)
 	}
+}
+
+// countingEndpoint counts the packets channel.Endpoint drops silently when
+// its queue is full.
+type countingEndpoint struct {
+	*channel.Endpoint
+	drops *atomic.Uint64
+}
+
+// WritePackets implements stack.LinkEndpoint.
+func (e *countingEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	n, err := e.Endpoint.WritePackets(pkts)
+	if err == nil && n < pkts.Len() {
+		e.drops.Add(uint64(pkts.Len() - n))
+	}
+	return n, err
 }
 
 func (s *Stack) isLocal(a netip.Addr) bool {
@@ -458,6 +478,7 @@ func (s *Stack) Stats() Stats {
 		DroppedMalformed: c.droppedMalformed.Load(),
 		DroppedPolicy:    c.droppedPolicy.Load(),
 		DroppedLimit:     c.droppedLimit.Load(),
+		DroppedQueueFull: c.droppedQueueFull.Load(),
 		FlowsOpen:        uint64(max(c.flowsOpen.Load(), 0)),
 		FlowsTotal:       uint64(c.flowsTotal.Load()),
 		PingsForwarded:   uint64(c.pingsForwarded.Load()),

@@ -477,3 +477,39 @@ func TestReadBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestTCPResetPropagates: when the upstream server resets the connection,
+// the tunnel peer sees a reset, not a clean end of stream.
+func TestTCPResetPropagates(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		buf := make([]byte, 5)
+		io.ReadFull(c, buf)
+		c.Write([]byte("partial"))
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}()
+	client, gw := newPair(t, &DirectForwarder{}, nil)
+	c, err := client.DialContext(testContext(t), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(c)
+	if err == nil {
+		t.Fatalf("read %q then clean EOF; want a reset", got)
+	}
+	t.Logf("read %q, then %v", got, err)
+	waitFor(t, "flow to close", func() bool { return gw.Stats().FlowsOpen == 0 })
+}
