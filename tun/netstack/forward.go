@@ -2,11 +2,13 @@ package netstack
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -114,6 +116,9 @@ func (s *Stack) forwardTCP(r *tcp.ForwarderRequest) {
 	ctx, cancel := context.WithTimeout(s.ctx, tcpDialTimeout)
 	up, err := s.fwd.DialTCP(ctx, f)
 	cancel()
+	if err == nil && up == nil {
+		err = errors.New("forwarder returned no connection")
+	}
 	if err != nil {
 		s.stats.droppedPolicy.Add(1)
 		s.log.Debug("netstack: TCP flow refused", "flow", f.String(), "err", err)
@@ -177,7 +182,9 @@ func splice(a, b net.Conn, abortA, abortB func()) {
 			abort()
 			return
 		}
-		if cw, ok := dst.(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
+		// Without CloseWrite the half-close cannot be passed on; the flow
+		// then ends when the other direction does.
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() != nil {
 			abort()
 		}
 	}
@@ -230,6 +237,9 @@ func (s *Stack) relayUDP(f Flow, down *gonet.UDPConn, fc *flowCloser, upp *atomi
 	ctx, cancel := context.WithTimeout(s.ctx, tcpDialTimeout)
 	up, err := s.fwd.DialUDP(ctx, f)
 	cancel()
+	if err == nil && up == nil {
+		err = errors.New("forwarder returned no connection")
+	}
 	if err != nil {
 		s.stats.droppedPolicy.Add(1)
 		s.log.Debug("netstack: UDP flow refused", "flow", f.String(), "err", err)
@@ -238,11 +248,13 @@ func (s *Stack) relayUDP(f Flow, down *gonet.UDPConn, fc *flowCloser, upp *atomi
 		// Forwarder again for each one.
 		down.SetReadDeadline(time.Now().Add(refusedUDPHold))
 		buf := make([]byte, 64) // datagrams are discarded; truncation is fine
-		for {
+		for first := true; ; first = false {
 			if _, err := down.Read(buf); err != nil {
 				return
 			}
-			s.stats.droppedPolicy.Add(1)
+			if !first { // the first datagram was counted with the refusal
+				s.stats.droppedPolicy.Add(1)
+			}
 		}
 	}
 	upp.Store(&up)
@@ -262,6 +274,11 @@ func (s *Stack) relayUDP(f Flow, down *gonet.UDPConn, fc *flowCloser, upp *atomi
 		buf := make([]byte, 64<<10)
 		for {
 			n, err := src.Read(buf)
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				// An ICMP port unreachable reported on the connected
+				// upstream socket: the flow may still recover.
+				continue
+			}
 			if err != nil {
 				fc.close()
 				return

@@ -310,11 +310,16 @@ func (s *Stack) BatchSize() int { return BatchSize }
 func (s *Stack) Events() <-chan tun.Event { return s.events }
 
 // Read implements tun.Device: it blocks until the stack has at least one
-// packet for the tunnel, then returns as many queued packets as fit in bufs.
-// After Close it returns os.ErrClosed.
+// packet for the tunnel, then returns as many queued packets as there are
+// buffers (up to BatchSize is useful). A packet larger than its buffer is
+// dropped and counted in Stats.DroppedLimit. After Close it returns
+// os.ErrClosed.
 func (s *Stack) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if len(bufs) == 0 {
 		return 0, nil
+	}
+	if offset < 0 || len(sizes) < len(bufs) {
+		return 0, fmt.Errorf("netstack: read: bad offset %d or %d sizes for %d buffers", offset, len(sizes), len(bufs))
 	}
 	n := 0
 	for n == 0 {
