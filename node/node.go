@@ -5,6 +5,7 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -117,7 +118,7 @@ func RunGateway(ctx context.Context, cfg GatewayConfig) (err error) {
 	}()
 	n := gw.Node()
 	n.Country = cfg.Country
-	n.IdentityKey = keys.Identity.Public().([]byte)
+	n.IdentityKey = keys.Identity.Public().(ed25519.PublicKey)
 	if cfg.Announce.IsValid() {
 		n.WireGuardAddr = netip.AddrPortFrom(cfg.Announce, gw.WireGuardAddr().Port()).String()
 		n.RegistrationAddr = netip.AddrPortFrom(cfg.Announce, gw.RegistrationAddr().Port()).String()

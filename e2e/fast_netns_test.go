@@ -1,0 +1,282 @@
+package e2e
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/nymvpn/nymvpn/internal/netnstest"
+)
+
+// Addresses of the test network. Every one lives inside a namespace the test
+// creates; nothing is sent anywhere else.
+//
+//	client ─172.31.1.0/24─ entry ─172.31.2.0/24─ exit ─203.0.113.0/24─ inet
+//	  .2                .1   .1               .2   .1                .10
+//	nymvpn proxy        directory, entry gw     kernel exit gw        HTTP :80, DNS :53
+var (
+	clientAddr    = netip.MustParsePrefix("172.31.1.2/24")
+	entryAddrC    = netip.MustParsePrefix("172.31.1.1/24") // entry, client side
+	entryAddrX    = netip.MustParsePrefix("172.31.2.1/24") // entry, exit side
+	exitAddrE     = netip.MustParsePrefix("172.31.2.2/24") // exit, entry side
+	exitAddrOut   = netip.MustParsePrefix("203.0.113.1/24")
+	inetAddr      = netip.MustParsePrefix("203.0.113.10/24")
+	directoryPort = "8080"
+)
+
+const (
+	readyTimeout = 2 * time.Minute
+	curlTimeout  = "30" // seconds, per request
+)
+
+// TestFastModeKernelExit runs the whole fast-mode path across namespaces with
+// a kernel-mode exit: `nymvpn proxy` in client, an entry gateway (and the
+// directory) in entry, a `--exit-mode kernel` exit gateway in exit, and a web
+// and DNS server in inet. A request through the proxy must reach the server
+// from the exit's outer address (NAT), never the client's or the entry's,
+// and must have crossed the exit's kernel TUN and nftables masquerade, not
+// the userspace exit. When the exit stops, its TUN, nftables table and
+// forwarding switches are gone.
+func TestFastModeKernelExit(t *testing.T) {
+	netnstest.RequireRoot(t)
+	requireTUN(t)
+	if testing.Short() {
+		t.Skip("builds the binaries and a network of namespaces; skipped in -short")
+	}
+	var created []string
+	t.Cleanup(func() { // runs last: nothing may be left behind
+		left, err := netnstest.List()
+		if err != nil {
+			t.Errorf("list namespaces: %v", err)
+		}
+		for _, n := range created {
+			if slices.Contains(left, n) {
+				t.Errorf("namespace %s left behind", n)
+			}
+		}
+	})
+	bin := buildBinaries(t, "nym-node", "nymvpn")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	client, entry := netnstest.New(t, "client"), netnstest.New(t, "entry")
+	exit, inet := netnstest.New(t, "exit"), netnstest.New(t, "inet")
+	created = []string{client.Name, entry.Name, exit.Name, inet.Name}
+	netnstest.Link(t, client, clientAddr, entry, entryAddrC)
+	netnstest.Link(t, entry, entryAddrX, exit, exitAddrE)
+	netnstest.Link(t, exit, exitAddrOut, inet, inetAddr)
+	// The exit's "internet" is inet; the client has no route there at all,
+	// so only the tunnel can get it to the web server.
+	exit.DefaultRoute(t, inetAddr.Addr())
+
+	web := inet.Start(t, "inet", "env", "E2E_HELPER=inet",
+		"E2E_HTTP="+inetAddr.Addr().String()+":80", "E2E_DNS="+inetAddr.Addr().String()+":53",
+		"E2E_ZONE=web.test="+inetAddr.Addr().String(), exe)
+	web.WaitFor(t, regexp.MustCompile(`inet ready`), readyTimeout)
+
+	dir := entry.Start(t, "directory", filepath.Join(bin, "nym-node"), "--role", "directory",
+		"--data-dir", t.TempDir(), "--listen", "0.0.0.0:"+directoryPort, "--open")
+	dirURL := dir.WaitFor(t, regexp.MustCompile(`directory: (\S+)`), readyTimeout)[1]
+	_, query, ok := strings.Cut(dirURL, "?")
+	if !ok {
+		t.Fatalf("directory URL %q has no key", dirURL)
+	}
+	// The same directory, as the client/entry side and the exit side reach it.
+	urlFrom := func(a netip.Prefix) string {
+		return "http://" + a.Addr().String() + ":" + directoryPort + "/?" + query
+	}
+
+	forwarding := []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"}
+	before := map[string]string{}
+	for _, f := range forwarding {
+		before[f] = strings.TrimSpace(exit.MustRun(t, "cat", f))
+	}
+
+	// The exit first, so the entry's first topology fetch lists it.
+	exitGW := exit.Start(t, "exit gateway", filepath.Join(bin, "nym-node"), "--role", "gateway",
+		"--id", "gw-exit", "--country", "CH", "--gateway-roles", "exit", "--free-pass",
+		"--data-dir", t.TempDir(), "--directory", urlFrom(entryAddrX),
+		"--wireguard", exitAddrE.Addr().String()+":51822", "--registration", exitAddrE.Addr().String()+":51821",
+		"--dns-upstream", inetAddr.Addr().String()+":53", "--exit-mode", "kernel")
+	exitGW.WaitFor(t, regexp.MustCompile(`msg="gateway up".*exit_mode=kernel`), readyTimeout)
+	tunName := exitGW.WaitFor(t, regexp.MustCompile(`msg="kernel exit up" .*tun=(\S+)`), readyTimeout)[1]
+	waitListed(t, client, "gw-exit", exitGW)
+
+	entryGW := entry.Start(t, "entry gateway", filepath.Join(bin, "nym-node"), "--role", "gateway",
+		"--id", "gw-entry", "--country", "DE", "--gateway-roles", "entry", "--free-pass",
+		"--data-dir", t.TempDir(), "--directory", urlFrom(entryAddrC),
+		"--wireguard", entryAddrC.Addr().String()+":51822", "--registration", entryAddrC.Addr().String()+":51821")
+	entryGW.WaitFor(t, regexp.MustCompile(`msg="gateway up"`), readyTimeout)
+	waitListed(t, client, "gw-entry", entryGW, exitGW)
+
+	proxy := client.Start(t, "nymvpn proxy", filepath.Join(bin, "nymvpn"), "proxy", "--mode", "fast",
+		"--directory", urlFrom(entryAddrC), "--entry", "gw-entry", "--exit", "gw-exit", "--listen", "127.0.0.1:1080")
+	socks := proxy.WaitFor(t, regexp.MustCompile(`SOCKS5 proxy on (\S+)`), readyTimeout)[1]
+
+	// By address and by name (resolved at the exit, relayed to inet's DNS):
+	// the server sees the exit's outer address.
+	for _, url := range []string{"http://" + inetAddr.Addr().String() + "/", "http://web.test/"} {
+		out := client.MustRun(t, "curl", "-sS", "--max-time", curlTimeout, "--socks5-hostname", socks, url)
+		seen, err := netip.ParseAddrPort(strings.TrimSpace(out))
+		if err != nil {
+			t.Fatalf("%s: server answered %q: %v", url, out, err)
+		}
+		t.Logf("%s through the proxy: the server saw %v", url, seen)
+		if seen.Addr() != exitAddrOut.Addr() {
+			t.Errorf("%s: server saw %v, want the exit's outer address %v (not the client %v or the entry %v)",
+				url, seen.Addr(), exitAddrOut.Addr(), clientAddr.Addr(), entryAddrX.Addr())
+		}
+	}
+
+	// The flow crossed the kernel: the TUN carried packets both ways and the
+	// nftables forward and masquerade rules counted them.
+	rx, tx := linkPackets(t, exit, tunName)
+	if rx == 0 || tx == 0 {
+		t.Errorf("kernel TUN %s carried rx=%d tx=%d packets; want both > 0", tunName, rx, tx)
+	}
+	table := "nymvpn_exit_" + tunName
+	counts := nftCounters(t, exit, table)
+	t.Logf("kernel TUN %s: rx=%d tx=%d packets; nftables %s packet counters: %v", tunName, rx, tx, table, counts)
+	if counts["postrouting"] == 0 {
+		t.Errorf("masquerade rules of %s counted nothing: %v", table, counts)
+	}
+	if counts["forward"] == 0 {
+		t.Errorf("forward rules of %s counted nothing: %v", table, counts)
+	}
+	if got := strings.TrimSpace(exit.MustRun(t, "cat", "/proc/sys/net/ipv4/ip_forward")); got != "1" {
+		t.Errorf("ip_forward in the exit is %q while the kernel exit runs; want 1", got)
+	}
+
+	// Stopping the exit reports its counters and undoes its host changes.
+	if err := exitGW.Stop(); err != nil {
+		t.Errorf("exit gateway: %v", err)
+	}
+	stats := exitGW.WaitFor(t, regexp.MustCompile(`msg="gateway stopping".* exit_flows=(\d+) .*kernel_out=(\d+) kernel_in=(\d+)`), readyTimeout)
+	t.Logf("exit gateway at stop: exit_flows=%s kernel_out=%s kernel_in=%s", stats[1], stats[2], stats[3])
+	if stats[1] != "0" {
+		t.Errorf("userspace exit flows = %s; with --exit-mode kernel the exit traffic must not take the userspace path", stats[1])
+	}
+	if n, _ := strconv.Atoi(stats[2]); n == 0 {
+		t.Errorf("kernel_out = 0: no packet was handed to the kernel TUN")
+	}
+	if n, _ := strconv.Atoi(stats[3]); n == 0 {
+		t.Errorf("kernel_in = 0: no packet came back from the kernel TUN")
+	}
+	if out, err := exit.Run("ip", "link", "show", tunName); err == nil {
+		t.Errorf("TUN %s still exists after the gateway stopped:\n%s", tunName, out)
+	}
+	if tables := nftTables(t, exit); slices.Contains(tables, table) {
+		t.Errorf("nftables table %s still exists after the gateway stopped", table)
+	}
+	for _, f := range forwarding {
+		if got := strings.TrimSpace(exit.MustRun(t, "cat", f)); got != before[f] {
+			t.Errorf("%s is %q after the gateway stopped; want it restored to %q", f, got, before[f])
+		}
+	}
+}
+
+// waitListed waits until the directory, fetched from ns, lists the node id;
+// it fails at once if one of the running processes exits.
+func waitListed(t *testing.T, ns *netnstest.Namespace, id string, running ...*netnstest.Process) {
+	t.Helper()
+	url := "http://" + entryAddrC.Addr().String() + ":" + directoryPort + "/v1/topology"
+	netnstest.Poll(t, readyTimeout, id+" in the directory", func() error {
+		for _, p := range running {
+			select {
+			case <-p.Exited():
+				t.Fatalf("%s exited while waiting for %s in the directory", p.Name, id)
+			default:
+			}
+		}
+		out, err := ns.Run("curl", "-sS", "--max-time", "5", url)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, `"`+id+`"`) {
+			return fmt.Errorf("not listed yet")
+		}
+		return nil
+	})
+}
+
+// linkPackets returns an interface's received and transmitted packets.
+func linkPackets(t *testing.T, ns *netnstest.Namespace, ifname string) (rx, tx uint64) {
+	t.Helper()
+	out := ns.MustRun(t, "cat", "/sys/class/net/"+ifname+"/statistics/rx_packets", "/sys/class/net/"+ifname+"/statistics/tx_packets")
+	f := strings.Fields(out)
+	if len(f) != 2 {
+		t.Fatalf("statistics of %s: %q", ifname, out)
+	}
+	rx, _ = strconv.ParseUint(f[0], 10, 64)
+	tx, _ = strconv.ParseUint(f[1], 10, 64)
+	return rx, tx
+}
+
+// nftConn opens an nftables connection into the namespace.
+func nftConn(t *testing.T, ns *netnstest.Namespace) *nftables.Conn {
+	t.Helper()
+	f, err := os.Open("/run/netns/" + ns.Name)
+	if err != nil {
+		t.Fatalf("open namespace %s: %v", ns.Name, err)
+	}
+	t.Cleanup(func() { f.Close() })
+	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+	if err != nil {
+		t.Fatalf("nftables in %s: %v", ns.Name, err)
+	}
+	return c
+}
+
+// nftCounters sums the packet counters of each chain of an inet table.
+func nftCounters(t *testing.T, ns *netnstest.Namespace, table string) map[string]uint64 {
+	t.Helper()
+	c := nftConn(t, ns)
+	tbl := &nftables.Table{Family: nftables.TableFamilyINet, Name: table}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		t.Fatalf("list chains in %s: %v", ns.Name, err)
+	}
+	sums := map[string]uint64{}
+	for _, ch := range chains {
+		if ch.Table.Name != table {
+			continue
+		}
+		rules, err := c.GetRules(tbl, ch)
+		if err != nil {
+			t.Fatalf("rules of %s/%s: %v", table, ch.Name, err)
+		}
+		for _, r := range rules {
+			for _, e := range r.Exprs {
+				if ctr, ok := e.(*expr.Counter); ok {
+					sums[ch.Name] += ctr.Packets
+				}
+			}
+		}
+	}
+	return sums
+}
+
+// nftTables lists the inet tables in the namespace.
+func nftTables(t *testing.T, ns *netnstest.Namespace) []string {
+	t.Helper()
+	tables, err := nftConn(t, ns).ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		t.Fatalf("list tables in %s: %v", ns.Name, err)
+	}
+	var names []string
+	for _, tb := range tables {
+		names = append(names, tb.Name)
+	}
+	return names
+}
