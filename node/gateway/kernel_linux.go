@@ -31,14 +31,13 @@ const (
 // startKernelExit creates the exit TUN, gives it the gateway's tunnel
 // addresses, installs the nftables table and turns on forwarding. On error
 // everything done so far is undone.
-func startKernelExit(cfg kernelExitConfig) (k *kernelExit, err error) {
-	k = &kernelExit{}
+func startKernelExit(cfg kernelExitConfig) (_ *kernelExit, err error) {
+	k := &kernelExit{}
 	defer func() {
 		if err != nil {
 			if cerr := k.Close(); cerr != nil {
 				err = errors.Join(err, fmt.Errorf("gateway: undoing a failed kernel exit setup: %w", cerr))
 			}
-			k = nil
 		}
 	}()
 	dev, err := tun.CreateTUN(kernelTUNName, cfg.MTU)
