@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,12 +11,10 @@ import (
 	"os/exec"
 	"regexp"
 	"runtime"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/nftables"
 	"github.com/nymvpn/nymvpn/internal/netnstest"
 	"github.com/nymvpn/nymvpn/node/directory"
 	"github.com/nymvpn/nymvpn/node/gateway"
@@ -280,22 +277,4 @@ func run(t *testing.T, name string, args ...string) string {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
 	return string(out)
-}
-
-func nftTables(t *testing.T) []string {
-	t.Helper()
-	c, err := nftables.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("list nftables tables: %v", err)
-	}
-	var names []string
-	for _, tb := range tables {
-		names = append(names, tb.Name)
-	}
-	slices.Sort(names)
-	return names
 }
