@@ -137,6 +137,15 @@ func TestFastModeKernelExit(t *testing.T) {
 		}
 	}
 
+	// A bulk download: the kernel hands the TUN large (GSO) segments that
+	// the device splits; every byte must arrive.
+	const bulk = 16 << 20
+	got := client.MustRun(t, "curl", "-sS", "--max-time", "120", "--socks5-hostname", socks, "-o", "/dev/null",
+		"-w", "%{size_download}", fmt.Sprintf("http://%s/bytes/%d", inetAddr.Addr(), bulk))
+	if strings.TrimSpace(got) != strconv.Itoa(bulk) {
+		t.Errorf("bulk download through the kernel exit got %s bytes, want %d", got, bulk)
+	}
+
 	// The flow crossed the kernel: the TUN carried packets both ways and the
 	// nftables forward and masquerade rules counted them.
 	rx, tx := linkPackets(t, exit, tunName)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -52,10 +54,30 @@ func serveInet(httpAddr, dnsAddr, zone string) error {
 	}
 	go serveDNS(pc, records)
 	fmt.Printf("inet ready: http %s dns %s\n", ln.Addr(), pc.LocalAddr())
-	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Printf("request from %s for %s\n", r.RemoteAddr, r.Host)
 		fmt.Fprint(w, r.RemoteAddr)
-	})}
+	})
+	// /bytes/N answers N bytes: bulk transfers exercise the TUN's
+	// segmentation offloads.
+	mux.HandleFunc("/bytes/{n}", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.ParseInt(r.PathValue("n"), 10, 64)
+		if err != nil || n < 0 || n > 1<<30 {
+			http.Error(w, "bad size", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		chunk := bytes.Repeat([]byte("nymvpn "), 8192)
+		for n > 0 {
+			k := min(n, int64(len(chunk)))
+			if _, err := w.Write(chunk[:k]); err != nil {
+				return
+			}
+			n -= k
+		}
+	})
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: mux}
 	return srv.Serve(ln)
 }
 
