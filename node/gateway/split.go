@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
 )
@@ -135,10 +136,14 @@ func (d *splitDevice) readLoop(dev tun.Device, free chan *readBatch, count *atom
 			// the tunnel; a device that keeps failing is reported once.
 			d.readDropped.Add(1)
 			failures++
-			if failures == 100 {
-				d.log.Error("tunnel device keeps failing reads", "device", name, "err", err)
-			} else if failures < 100 {
+			switch {
+			case failures < 100:
 				d.log.Debug("tunnel device read", "device", name, "err", err)
+			case failures == 100:
+				d.log.Error("tunnel device keeps failing reads", "device", name, "err", err)
+			default:
+				// Do not spin on a device that fails every read.
+				time.Sleep(10 * time.Millisecond)
 			}
 		}
 	}
