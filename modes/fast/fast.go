@@ -22,8 +22,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nymvpn/nymvpn/node/directory"
@@ -31,6 +29,7 @@ import (
 	"github.com/nymvpn/nymvpn/transport"
 	"github.com/nymvpn/nymvpn/tun/netstack"
 	"github.com/nymvpn/nymvpn/wgbind"
+	"github.com/nymvpn/nymvpn/wguapi"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
@@ -249,10 +248,7 @@ func endpoint(dirAddr string, port uint16) (netip.AddrPort, error) {
 }
 
 func startDevice(tdev tun.Device, bind conn.Bind, key transport.Key, g *registration.Grant, psk [32]byte, ep netip.AddrPort, log *slog.Logger) (*device.Device, error) {
-	dev := device.NewDevice(tdev, bind, &device.Logger{
-		Verbosef: func(f string, a ...any) { log.Debug(fmt.Sprintf(f, a...), "component", "wireguard") },
-		Errorf:   func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...), "component", "wireguard") },
-	})
+	dev := device.NewDevice(tdev, bind, wguapi.Logger(log))
 	conf := fmt.Sprintf("private_key=%s\npublic_key=%s\npreshared_key=%s\nendpoint=%s\npersistent_keepalive_interval=%d\nreplace_allowed_ips=true\nallowed_ip=0.0.0.0/0\nallowed_ip=::/0\n",
 		hex.EncodeToString(key[:]), hex.EncodeToString(g.GatewayKey[:]), hex.EncodeToString(psk[:]), ep, int(KeepaliveInterval/time.Second))
 	if err := dev.IpcSet(conf); err != nil {
@@ -283,18 +279,11 @@ func waitHandshake(ctx context.Context, dev *device.Device) error {
 }
 
 func lastHandshake(dev *device.Device) (time.Time, error) {
-	st, err := dev.IpcGet()
-	if err != nil {
+	st, err := wguapi.Get(dev)
+	if err != nil || len(st.Peers) == 0 {
 		return time.Time{}, err
 	}
-	for _, line := range strings.Split(st, "\n") {
-		if v, ok := strings.CutPrefix(line, "last_handshake_time_sec="); ok {
-			if sec, err := strconv.ParseInt(v, 10, 64); err == nil && sec > 0 {
-				return time.Unix(sec, 0), nil
-			}
-		}
-	}
-	return time.Time{}, nil
+	return st.Peers[0].LastHandshake, nil
 }
 
 // Stats of the two hops.
@@ -318,21 +307,11 @@ func transfer(dev *device.Device) (tx, rx int64) {
 	if dev == nil {
 		return 0, 0
 	}
-	st, err := dev.IpcGet()
+	st, err := wguapi.Get(dev)
 	if err != nil {
 		return 0, 0
 	}
-	for _, line := range strings.Split(st, "\n") {
-		k, v, _ := strings.Cut(line, "=")
-		n, _ := strconv.ParseInt(v, 10, 64)
-		switch k {
-		case "tx_bytes":
-			tx += n
-		case "rx_bytes":
-			rx += n
-		}
-	}
-	return tx, rx
+	return st.Totals()
 }
 
 // Addresses are the client's addresses inside the tunnel (from the exit).

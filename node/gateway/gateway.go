@@ -30,6 +30,7 @@ import (
 	"github.com/nymvpn/nymvpn/transport"
 	"github.com/nymvpn/nymvpn/tun/netstack"
 	"github.com/nymvpn/nymvpn/wgbind"
+	"github.com/nymvpn/nymvpn/wguapi"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 )
@@ -187,7 +188,7 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, err
 		}
 	}
-	g.dev = device.NewDevice(dev, wgbind.UDP(cfg.WireGuardListen.Addr()), wgLogger(g.log))
+	g.dev = device.NewDevice(dev, wgbind.UDP(cfg.WireGuardListen.Addr()), wguapi.Logger(g.log))
 	g.peers.dev = g.dev
 	// fail stops what New started so far: the device closes the stack and,
 	// in kernel mode, the TUN; the kernel exit undoes its host changes.
@@ -295,17 +296,14 @@ func (c *Config) allowsLoopbackExits() bool {
 }
 
 func listenPort(dev *device.Device) (uint16, error) {
-	state, err := dev.IpcGet()
+	st, err := wguapi.Get(dev)
 	if err != nil {
-		return 0, fmt.Errorf("gateway: read WireGuard state: %w", err)
+		return 0, fmt.Errorf("gateway: %w", err)
 	}
-	var port uint16
-	for _, line := range splitLines(state) {
-		if _, err := fmt.Sscanf(line, "listen_port=%d", &port); err == nil {
-			return port, nil
-		}
+	if st.ListenPort == 0 {
+		return 0, errors.New("gateway: WireGuard device reports no listen port")
 	}
-	return 0, errors.New("gateway: WireGuard device reports no listen port")
+	return st.ListenPort, nil
 }
 
 // WireGuardAddr is the UDP address clients send WireGuard to.
@@ -392,30 +390,6 @@ func (g *Gateway) Register(ctx context.Context, p registration.Peer) (*registrat
 		GatewayAddresses: g.TunnelAddrs(),
 		MTU:              g.cfg.MTU,
 	}, nil
-}
-
-func splitLines(s string) []string {
-	var out []string
-	for len(s) > 0 {
-		i := 0
-		for i < len(s) && s[i] != '\n' {
-			i++
-		}
-		out = append(out, s[:i])
-		if i < len(s) {
-			i++
-		}
-		s = s[i:]
-	}
-	return out
-}
-
-// wgLogger routes wireguard-go's logs to slog at debug level.
-func wgLogger(l *slog.Logger) *device.Logger {
-	return &device.Logger{
-		Verbosef: func(f string, a ...any) { l.Debug(fmt.Sprintf(f, a...), "component", "wireguard") },
-		Errorf:   func(f string, a ...any) { l.Warn(fmt.Sprintf(f, a...), "component", "wireguard") },
-	}
 }
 
 // Client describes one registered client, for operators and tests.

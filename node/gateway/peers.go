@@ -1,19 +1,18 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
 	"encoding/hex"
 	"fmt"
 	"math/big"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nymvpn/nymvpn/registration"
 	"github.com/nymvpn/nymvpn/transport"
+	"github.com/nymvpn/nymvpn/wguapi"
 )
 
 // wgDevice is the part of a wireguard-go device the peer table drives.
@@ -152,11 +151,14 @@ func (t *peerTable) count() int {
 // expire removes peers that have neither registered nor completed a
 // WireGuard handshake within idle, and frees their addresses.
 func (t *peerTable) expire(idle time.Duration) (int, error) {
-	state, err := t.dev.IpcGet()
+	state, err := wguapi.Get(t.dev)
 	if err != nil {
-		return 0, fmt.Errorf("gateway: read WireGuard state: %w", err)
+		return 0, fmt.Errorf("gateway: %w", err)
 	}
-	handshakes := parseHandshakes(state)
+	handshakes := make(map[transport.Key]time.Time, len(state.Peers))
+	for _, p := range state.Peers {
+		handshakes[p.PublicKey] = p.LastHandshake
+	}
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -179,33 +181,6 @@ func (t *peerTable) expire(idle time.Duration) (int, error) {
 		removed++
 	}
 	return removed, nil
-}
-
-// parseHandshakes reads each peer's last handshake from the UAPI dump.
-func parseHandshakes(state string) map[transport.Key]time.Time {
-	out := map[transport.Key]time.Time{}
-	var cur transport.Key
-	have := false
-	sc := bufio.NewScanner(strings.NewReader(state))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), "=")
-		if !ok {
-			continue
-		}
-		switch k {
-		case "public_key":
-			b, err := hex.DecodeString(v)
-			have = err == nil && len(b) == 32
-			if have {
-				copy(cur[:], b)
-			}
-		case "last_handshake_time_sec":
-			if sec, err := strconv.ParseInt(v, 10, 64); have && err == nil && sec > 0 {
-				out[cur] = time.Unix(sec, 0)
-			}
-		}
-	}
-	return out
 }
 
 // expireLoop runs expire every interval until ctx ends.
