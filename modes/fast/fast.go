@@ -72,6 +72,11 @@ type Config struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// OuterBind carries the entry tunnel's UDP; nil uses a standard socket.
 	OuterBind conn.Bind
+	// FwMark, when not zero, marks the entry tunnel's UDP socket (Linux
+	// SO_MARK, through the bind's SetMark), so that policy routing can keep
+	// the tunnel's own packets out of the tunnel. The registration
+	// connection is marked by Dial.
+	FwMark uint32
 	// AllowLoopback lets the stacks carry packets to loopback addresses, as
 	// the local network on one machine needs.
 	AllowLoopback bool
@@ -159,6 +164,11 @@ func Connect(ctx context.Context, cfg Config) (t *Tunnel, err error) {
 	t.entryDev, err = startDevice(t.entryStack, bind, cfg.EntryKey, entryGrant, entryPSK, entryEP, cfg.Logger.With("hop", "entry"))
 	if err != nil {
 		return t, fmt.Errorf("fast: entry tunnel: %w", err)
+	}
+	if cfg.FwMark != 0 {
+		if err := t.entryDev.IpcSet(fmt.Sprintf("fwmark=%d\n", cfg.FwMark)); err != nil {
+			return t, fmt.Errorf("fast: mark the entry tunnel's socket: %w", err)
+		}
 	}
 
 	// Hop 2: register with the exit through the entry tunnel.
@@ -289,7 +299,9 @@ func lastHandshake(dev *device.Device) (time.Time, error) {
 // Stats of the two hops.
 type Stats struct {
 	EntryTx, EntryRx, ExitTx, ExitRx int64
-	LastHandshake                    time.Time
+	// LastHandshake is the exit hop's latest handshake, EntryHandshake the
+	// entry hop's; a live tunnel renews both at least every two minutes.
+	LastHandshake, EntryHandshake time.Time
 }
 
 // Stats reads the WireGuard counters of both hops.
@@ -299,6 +311,9 @@ func (t *Tunnel) Stats() Stats {
 	s.ExitTx, s.ExitRx = transfer(t.exitDev)
 	if t.exitDev != nil {
 		s.LastHandshake, _ = lastHandshake(t.exitDev)
+	}
+	if t.entryDev != nil {
+		s.EntryHandshake, _ = lastHandshake(t.entryDev)
 	}
 	return s
 }
