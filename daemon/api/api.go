@@ -59,8 +59,9 @@ type State struct {
 	// what went wrong in plain words; ErrorCode is stable for programs.
 	Reason    string `json:"reason,omitempty"`
 	ErrorCode string `json:"error_code,omitempty"`
-	// Retrying is set in Error when the daemon will try again by itself,
-	// NextAttempt says when.
+	// Retrying is set in Connecting while the daemon waits to retry after a
+	// failed attempt (Reason says why it failed); NextAttempt says when.
+	// Error is only for failures retrying cannot fix.
 	Retrying    bool       `json:"retrying,omitempty"`
 	NextAttempt *time.Time `json:"next_attempt,omitempty"`
 }
