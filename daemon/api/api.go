@@ -91,8 +91,11 @@ type DaemonInfo struct {
 // Caller is what the daemon knows of the client on the other end of the
 // socket, so a client can tell a user what they may do.
 type Caller struct {
+	// UID is the caller's user id on Unix, -1 on Windows.
 	UID      int  `json:"uid"`
 	CanWrite bool `json:"can_write"`
+	// SID is the caller's security identifier on Windows.
+	SID string `json:"sid,omitempty"`
 }
 
 // Status is the daemon's full state as one document.
@@ -106,14 +109,16 @@ type Status struct {
 }
 
 // Event is one line of GET /v1/events. The first event carries Status; each
-// later one carries what changed (State, Settings or Traffic). Seq counts up
-// from 1 per stream.
+// later one carries what changed (State, Settings, Traffic or Target). Seq
+// counts up from 1 per stream. Status.Apply folds an event into a Status.
 type Event struct {
 	Seq      uint64    `json:"seq"`
 	Status   *Status   `json:"status,omitempty"`
 	State    *State    `json:"state,omitempty"`
 	Settings *Settings `json:"settings,omitempty"`
 	Traffic  *Traffic  `json:"traffic,omitempty"`
+	// Target is set when what the user asked for changed.
+	Target string `json:"target,omitempty"`
 }
 
 // Modes.

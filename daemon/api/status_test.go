@@ -1,0 +1,35 @@
+package api
+
+import (
+	"testing"
+	"time"
+)
+
+func TestStatusApply(t *testing.T) {
+	var s Status
+	s.Apply(Event{Seq: 1, Status: &Status{State: State{Kind: Disconnected}, Target: "disconnected",
+		Settings: DefaultSettings(), Caller: &Caller{UID: 1000}}})
+	if s.State.Kind != Disconnected || s.Caller == nil || s.Caller.UID != 1000 {
+		t.Fatalf("after status: %+v", s)
+	}
+	s.Apply(Event{Seq: 2, Target: "connected", State: &State{Kind: Connecting, Stage: "x", Attempt: 1}})
+	if s.Target != "connected" || s.State.Kind != Connecting || s.State.Attempt != 1 {
+		t.Fatalf("after state: %+v", s)
+	}
+	now := time.Now()
+	s.Apply(Event{Seq: 3, Traffic: &Traffic{TxBytes: 5, LastHandshake: &now}})
+	if s.Traffic == nil || s.Traffic.TxBytes != 5 {
+		t.Fatalf("after traffic: %+v", s.Traffic)
+	}
+	set := DefaultSettings()
+	set.Entry = "DE"
+	s.Apply(Event{Seq: 4, Settings: &set, Traffic: &Traffic{}})
+	if s.Traffic != nil || s.Settings.Entry != "DE" {
+		t.Fatalf("after clearing traffic: %+v", s)
+	}
+	// A new full status without a caller keeps the one we had.
+	s.Apply(Event{Status: &Status{State: State{Kind: Offline}}})
+	if s.State.Kind != Offline || s.Caller == nil {
+		t.Fatalf("after second status: %+v", s)
+	}
+}
