@@ -22,6 +22,15 @@ const DefaultAnnounceInterval = time.Minute
 // first failure of a run is logged as a warning, repeats at debug level, and
 // recovery at info level. Invalid arguments are reported at once.
 func Announce(ctx context.Context, dirURL string, n *Node, key ed25519.PrivateKey, every time.Duration, logger *slog.Logger) error {
+	node := n.clone()
+	return AnnounceFunc(ctx, dirURL, func() Node { return node }, key, every, nil, logger)
+}
+
+// AnnounceFunc is Announce for a node whose record changes (a node rotating
+// its Sphinx keys): each announcement signs what get returns then, and a
+// value received on changed announces at once instead of waiting for the
+// next interval. get must be safe to call from another goroutine.
+func AnnounceFunc(ctx context.Context, dirURL string, get func() Node, key ed25519.PrivateKey, every time.Duration, changed <-chan struct{}, logger *slog.Logger) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -32,17 +41,18 @@ func Announce(ctx context.Context, dirURL string, n *Node, key ed25519.PrivateKe
 	if _, _, err := parseBase(dirURL); err != nil {
 		return fmt.Errorf("announce: %w", err)
 	}
-	if _, err := SignDescriptor(n, key, time.Now()); err != nil {
+	first := get()
+	if _, err := SignDescriptor(&first, key, time.Now()); err != nil {
 		return fmt.Errorf("announce: %w", err)
 	}
-	node := n.clone()
-	log := logger.With("id", node.ID, "directory", dirURL)
+	log := logger.With("id", first.ID, "directory", dirURL)
 	const minBackoff = time.Second
 	backoff := minBackoff
 	failures := 0
 	announced := false
 	warnedTTL := false
 	for {
+		node := get()
 		ans, err := announceOnce(ctx, dirURL, &node, key, nil)
 		wait := every
 		if err == nil && ans.TTL > 0 && every > time.Duration(ans.TTL)*2/3 {
@@ -81,6 +91,8 @@ func Announce(ctx context.Context, dirURL string, n *Node, key ed25519.PrivateKe
 			t.Stop()
 			return ctx.Err()
 		case <-t.C:
+		case <-changed:
+			t.Stop()
 		}
 	}
 }

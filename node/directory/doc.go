@@ -32,8 +32,13 @@
 //
 // Epoch n covers [Genesis + n·EpochLength, Genesis + (n+1)·EpochLength), where
 // Genesis is the fixed instant 2024-01-01T00:00:00Z ([GenesisUnix]); see
-// [EpochAt]. Mix layers and Sphinx keys are per epoch; the fields exist in
-// [Node] and are passed through unchanged for now.
+// [EpochAt]; the epoch length is the server's (short in tests and the local
+// network). Mix layers and Sphinx keys are per epoch: nodes announce their
+// Sphinx keys ([Node].SphinxKeys, the next epoch's ahead of time), the served
+// topology lists each node's keys for the current and the next epoch only, and
+// the directory assigns the mix nodes that have a key for the current epoch to
+// layers 1..3 ([AssignLayers]: deterministic, balanced, reshuffled per epoch),
+// overwriting whatever layer a node announced.
 //
 // # Limits
 //

@@ -120,8 +120,12 @@ type Node struct {
 	// WireGuardAddr is host:port, UDP, of the WireGuard endpoint (required for
 	// gateways).
 	WireGuardAddr string `json:"wireguard_addr,omitempty"`
-	// MixAddr is host:port, TCP, for Sphinx traffic (mix nodes, gateways).
+	// MixAddr is host:port, TCP, for Sphinx traffic between nodes (mix
+	// nodes, gateways): Noise IK, each side authenticated by its NoiseKey.
 	MixAddr string `json:"mix_addr,omitempty"`
+	// MixClientAddr is host:port, TCP, where an entry gateway accepts
+	// mixnet clients: Noise NK with the gateway's NoiseKey.
+	MixClientAddr string `json:"mix_client_addr,omitempty"`
 	// Layer is the mix layer 1..3 for this epoch, assigned by the directory;
 	// 0 means none.
 	Layer int `json:"layer,omitempty"`
@@ -129,6 +133,16 @@ type Node struct {
 	SphinxKeys []SphinxKey `json:"sphinx_keys,omitempty"`
 	// IssuerURL is the base URL of a credential issuer.
 	IssuerURL string `json:"issuer_url,omitempty"`
+}
+
+// SphinxKey returns n's Sphinx public key for epoch.
+func (n *Node) SphinxKey(epoch uint64) (Key32, bool) {
+	for _, k := range n.SphinxKeys {
+		if k.Epoch == epoch {
+			return k.PublicKey, true
+		}
+	}
+	return Key32{}, false
 }
 
 // Has reports whether n has role r.
@@ -180,6 +194,7 @@ func (n *Node) validate(allowUnknownRoles bool) error {
 		{"registration_addr", n.RegistrationAddr},
 		{"wireguard_addr", n.WireGuardAddr},
 		{"mix_addr", n.MixAddr},
+		{"mix_client_addr", n.MixClientAddr},
 	} {
 		if a.v == "" {
 			continue
@@ -199,6 +214,17 @@ func (n *Node) validate(allowUnknownRoles bool) error {
 		case n.WireGuardAddr == "":
 			return errf("gateway without wireguard_addr")
 		}
+	}
+	if n.Has(RoleMixnode) {
+		switch {
+		case n.NoiseKey.IsZero():
+			return errf("mix node without noise_key")
+		case n.MixAddr == "":
+			return errf("mix node without mix_addr")
+		}
+	}
+	if n.MixClientAddr != "" && n.MixAddr == "" {
+		return errf("mix_client_addr without mix_addr: a gateway that takes mixnet clients is a Sphinx hop too")
 	}
 	if n.Layer < 0 || n.Layer > MaxLayer {
 		return errf("layer %d out of range 0..%d", n.Layer, MaxLayer)

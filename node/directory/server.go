@@ -44,6 +44,9 @@ type ServerConfig struct {
 	// Key signs the topology (required).
 	Key ed25519.PrivateKey
 	// EpochLength is the length of an epoch; default DefaultEpochLength.
+	// Mix layers are assigned and Sphinx keys published per epoch: the
+	// served topology lists each node's keys for the current and the next
+	// epoch only, and the layers of the current epoch (see AssignLayers).
 	EpochLength time.Duration
 	// TTL is how long a signed document is valid; default DefaultTTL. The
 	// document is re-signed once half of it has passed, so a served document
@@ -284,9 +287,12 @@ func (s *Server) current() (*Topology, []byte, string, error) {
 		Nodes:       make([]Node, 0, len(s.nodes)),
 	}
 	for _, e := range s.nodes {
-		t.Nodes = append(t.Nodes, e.node)
+		n := e.node.clone()
+		n.SphinxKeys = publishedKeys(n.SphinxKeys, epoch)
+		t.Nodes = append(t.Nodes, n)
 	}
 	t.sortNodes()
+	AssignLayers(t.Nodes, epoch)
 	doc, err := SignTopology(t, s.cfg.Key)
 	if err != nil {
 		return nil, nil, "", err
