@@ -346,6 +346,14 @@ func (c *Conn) RemoteAddr() net.Addr { return c.raw.RemoteAddr() }
 // SetDeadline sets the underlying stream's deadline.
 func (c *Conn) SetDeadline(t time.Time) error { return c.raw.SetDeadline(t) }
 
+// SetReadDeadline sets the underlying stream's read deadline: an idle peer
+// then fails ReadMessage.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.raw.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the underlying stream's write deadline: a peer that
+// stops reading then fails WriteMessage instead of blocking it for ever.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadline(t) }
+
 // Close closes the underlying stream.
 func (c *Conn) Close() error { return c.raw.Close() }
 
