@@ -284,12 +284,16 @@ func newNS(t *testing.T, label string) *testNS {
 	netnstest.RequireRoot(t)
 	n := netnstest.New(t, label)
 	dir := filepath.Join("/etc/netns", n.Name)
+	_, err := os.Stat("/etc/netns")
+	created := os.IsNotExist(err)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		os.RemoveAll(dir)
-		os.Remove("/etc/netns") // only when empty
+		if created {
+			os.Remove("/etc/netns") // fails, rightly, when not empty
+		}
 	})
 	rc := filepath.Join(dir, "resolv.conf")
 	if err := os.WriteFile(rc, nsResolvConf, 0o644); err != nil {
@@ -399,6 +403,7 @@ func TestUpDownInNamespace(t *testing.T) {
 
 			rules := n.MustRun(t, "ip", "rule", "show")
 			mustContain(t, "ip rule", rules,
+				"32763:\tfrom all to 10.1.0.1 lookup 51820",
 				"32764:\tfrom all lookup main suppress_prefixlength 0",
 				"32765:\tnot from all fwmark 0xca6c lookup 51820")
 			rules6 := n.MustRun(t, "ip", "-6", "rule", "show")
@@ -410,6 +415,7 @@ func TestUpDownInNamespace(t *testing.T) {
 			addr := n.MustRun(t, "ip", "addr", "show", "dev", "nymvpn0")
 			mustContain(t, "ip addr", addr, "inet 10.1.0.7/32", "mtu 1340", ",UP")
 			if tc.net.IPv6 {
+				mustContain(t, "ip -6 rule", rules6, "32763:\tfrom all to fc01::1 lookup 51820")
 				mustContain(t, "ip -6 route show table 51820", routes6, "default dev nymvpn0")
 				mustContain(t, "ip addr", addr, "inet6 fc01::7/128")
 			} else {
@@ -452,7 +458,8 @@ func TestUpDownInNamespace(t *testing.T) {
 // TestRoutesCarryTraffic: unmarked traffic goes into the TUN, from the
 // tunnel address; the daemon's marked traffic takes the main table out of
 // the real link, from the real address; IPv6 is blocked, and the LAN stays
-// reachable (as with wg-quick).
+// reachable (as with wg-quick), except for the tunnel's DNS resolver when
+// the LAN overlaps it.
 func TestRoutesCarryTraffic(t *testing.T) {
 	client := newNS(t, "client")
 	inet := netnstest.New(t, "inet")
@@ -463,6 +470,8 @@ func TestRoutesCarryTraffic(t *testing.T) {
 	inet.MustRun(t, "ip", "addr", "add", "2001:db8:2::10/128", "dev", "lo")
 	client.DefaultRoute(t, netip.MustParseAddr("192.0.2.1"))
 	client.DefaultRoute(t, netip.MustParseAddr("2001:db8:1::1"))
+	// A local network that covers the tunnel's resolver 10.1.0.1.
+	client.Route(t, netip.MustParsePrefix("10.0.0.0/8"), netip.MustParseAddr("192.0.2.1"))
 
 	p := client.helper(t, "session", "session", helperConfig{Net: ipv4Only, TUN: true, TUNMTU: 1420, ReadTUN: true, Steps: true, KillAt: -1})
 	p.WaitFor(t, regexp.MustCompile(`STEP ready`), time.Minute)
@@ -473,6 +482,8 @@ func TestRoutesCarryTraffic(t *testing.T) {
 	mustContain(t, "ip route get", client.MustRun(t, "ip", "route", "get", "203.0.113.10"), "dev nymvpn0 table 51820 src 10.1.0.7")
 	mustContain(t, "ip route get mark", client.MustRun(t, "ip", "route", "get", "203.0.113.10", "mark", "51820"), "via 192.0.2.1 dev "+cIf+" src 192.0.2.2")
 	mustContain(t, "ip route get LAN", client.MustRun(t, "ip", "route", "get", "192.0.2.1"), "dev "+cIf+" src 192.0.2.2")
+	mustContain(t, "ip route get LAN", client.MustRun(t, "ip", "route", "get", "10.2.0.1"), "via 192.0.2.1 dev "+cIf)
+	mustContain(t, "ip route get resolver", client.MustRun(t, "ip", "route", "get", "10.1.0.1"), "dev nymvpn0 table 51820 src 10.1.0.7")
 	if out, err := client.Run("ip", "-6", "route", "get", "2001:db8:2::10"); err == nil {
 		t.Errorf("IPv6 route lookup succeeded with IPv6 blocked:\n%s", out)
 	}
@@ -486,6 +497,11 @@ func TestRoutesCarryTraffic(t *testing.T) {
 		t.Fatalf("send without mark: %v\n%s", err, out)
 	}
 	p.WaitFor(t, regexp.MustCompile(`TUN udp 10\.1\.0\.7 -> 203\.0\.113\.10:9999 unmarked-hello`), time.Minute)
+	out, err = client.run(t, "send", helperConfig{Send: "10.1.0.1:53", Payload: "dns-query"})
+	if err != nil || !strings.Contains(out, "SENT") {
+		t.Fatalf("send to the resolver: %v\n%s", err, out)
+	}
+	p.WaitFor(t, regexp.MustCompile(`TUN udp 10\.1\.0\.7 -> 10\.1\.0\.1:53 dns-query`), time.Minute)
 	out, err = client.run(t, "send", helperConfig{Send: "203.0.113.10:9999", Payload: "marked-hello", Mark: 51820})
 	if err != nil || !strings.Contains(out, "SENT") {
 		t.Fatalf("send with mark: %v\n%s", err, out)

@@ -53,8 +53,8 @@ type NetConfig struct {
 	// Table is the routing table of the tunnel routes. 0 means DefaultTable.
 	Table int
 	// RulePriority is the priority of the "not fwmark" rules; the
-	// "suppress_prefixlength 0" rules take RulePriority-1. 0 means
-	// DefaultRulePriority.
+	// "suppress_prefixlength 0" rules take RulePriority-1 and the rules
+	// for the DNS resolvers RulePriority-2. 0 means DefaultRulePriority.
 	RulePriority int
 	// IPv6 tunnels IPv6. When it is false, or Addresses has no IPv6 address,
 	// IPv6 is blocked instead: the table gets "unreachable ::/0", so nothing
@@ -92,9 +92,10 @@ const (
 	// KindRoute adds a route to Prefix in Table, through Link, or of type
 	// unreachable when Unreachable is set.
 	KindRoute Kind = "route"
-	// KindRule adds a policy routing rule of Family at Priority: either
-	// "not fwmark Mark table Table" (Not set) or "table Table
-	// suppress_prefixlength 0" (SuppressDefault set).
+	// KindRule adds a policy routing rule of Family at Priority: "not
+	// fwmark Mark table Table" (Not set), "table Table
+	// suppress_prefixlength 0" (SuppressDefault set) or "to To table
+	// Table".
 	KindRule Kind = "rule"
 	// KindSysctl sets the sysctl Sysctl (dotted name) to Value.
 	KindSysctl Kind = "sysctl"
@@ -123,6 +124,8 @@ type Change struct {
 	Family int `json:"family,omitempty"`
 	// Priority is the rule's priority (rule).
 	Priority int `json:"priority,omitempty"`
+	// To is the rule's destination, "to To" (rule).
+	To netip.Prefix `json:"to,omitzero"`
 	// Mark is the rule's fwmark (rule).
 	Mark uint32 `json:"mark,omitempty"`
 	// Not inverts the rule's match: "not fwmark Mark".
@@ -157,6 +160,9 @@ func (c Change) String() string {
 		fmt.Fprintf(&b, "ip -%d rule add", c.Family)
 		if c.Not {
 			b.WriteString(" not")
+		}
+		if c.To.IsValid() {
+			fmt.Fprintf(&b, " to %s", c.To)
 		}
 		if c.Mark != 0 {
 			fmt.Fprintf(&b, " fwmark %d", c.Mark)
@@ -228,8 +234,13 @@ func (c NetConfig) withDefaults() NetConfig {
 //
 // The order is: addresses, MTU, link up, the default routes in the tunnel
 // table (IPv4, IPv6), src_valid_mark, the rules (IPv4, IPv6; "not fwmark"
-// before "suppress_prefixlength 0", as wg-quick adds them), DNS. Undoing
-// goes in reverse.
+// before "suppress_prefixlength 0", as wg-quick adds them, then one "to
+// RESOLVER table TABLE" per DNS resolver), DNS. Undoing goes in reverse.
+//
+// The resolver rules go beyond wg-quick: the suppress rule lets every
+// non-default route of the main table win, so a local network that
+// overlaps the tunnel's resolver (a LAN of 10.0.0.0/8 and a resolver at
+// 10.1.0.1) would otherwise take the DNS queries around the tunnel.
 func Plan(c NetConfig, backend DNSBackend) ([]Change, error) {
 	c = c.withDefaults()
 	if err := c.validate(); err != nil {
@@ -286,6 +297,12 @@ func Plan(c NetConfig, backend DNSBackend) ([]Change, error) {
 			Change{Kind: KindRule, Family: fam, Priority: c.RulePriority, Not: true, Mark: c.FwMark, Table: c.Table},
 			Change{Kind: KindRule, Family: fam, Priority: c.RulePriority - 1, Table: tableMain, SuppressDefault: true},
 		)
+		for _, a := range dns {
+			if family(a) == fam {
+				plan = append(plan, Change{Kind: KindRule, Family: fam, Priority: c.RulePriority - 2,
+					To: netip.PrefixFrom(a, a.BitLen()), Table: c.Table})
+			}
+		}
 	}
 	d := Change{Kind: KindDNS, DNS: dns, Backend: backend}
 	if backend == DNSResolved {
@@ -335,8 +352,8 @@ func (c NetConfig) validate() error {
 	if c.Table < 0 || int64(c.Table) > 0xffffffff {
 		bad("routing table %d is outside 1..4294967295", c.Table)
 	}
-	if c.RulePriority < 2 || c.RulePriority > 32766 {
-		bad("rule priority %d is outside 2..32766", c.RulePriority)
+	if c.RulePriority < 3 || c.RulePriority > 32766 {
+		bad("rule priority %d is outside 3..32766", c.RulePriority)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("platform: invalid NetConfig: %w", errors.Join(errs...))

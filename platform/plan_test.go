@@ -58,6 +58,7 @@ func TestPlanIPv4Only(t *testing.T) {
 		"sysctl -w net.ipv4.conf.all.src_valid_mark=1",
 		"ip -4 rule add not fwmark 51820 table 51820 pref 32765",
 		"ip -4 rule add table main suppress_prefixlength 0 pref 32764",
+		"ip -4 rule add to 10.1.0.1/32 table 51820 pref 32763",
 		"ip -6 rule add not fwmark 51820 table 51820 pref 32765",
 		"ip -6 rule add table main suppress_prefixlength 0 pref 32764",
 		"dns resolvconf nameserver 10.1.0.1",
@@ -81,8 +82,10 @@ func TestPlanDualStack(t *testing.T) {
 		"sysctl -w net.ipv4.conf.all.src_valid_mark=1",
 		"ip -4 rule add not fwmark 51820 table 51820 pref 32765",
 		"ip -4 rule add table main suppress_prefixlength 0 pref 32764",
+		"ip -4 rule add to 10.1.0.1/32 table 51820 pref 32763",
 		"ip -6 rule add not fwmark 51820 table 51820 pref 32765",
 		"ip -6 rule add table main suppress_prefixlength 0 pref 32764",
+		"ip -6 rule add to fc01::1/128 table 51820 pref 32763",
 		"dns resolvconf nameserver 10.1.0.1 nameserver fc01::1",
 	})
 }
@@ -104,6 +107,7 @@ func TestPlanIPv6Disabled(t *testing.T) {
 		"sysctl -w net.ipv4.conf.all.src_valid_mark=1",
 		"ip -4 rule add not fwmark 51820 table 51820 pref 32765",
 		"ip -4 rule add table main suppress_prefixlength 0 pref 32764",
+		"ip -4 rule add to 10.1.0.1/32 table 51820 pref 32763",
 		"ip -6 rule add not fwmark 51820 table 51820 pref 32765",
 		"ip -6 rule add table main suppress_prefixlength 0 pref 32764",
 		"dns resolvconf nameserver 10.1.0.1",
@@ -149,6 +153,7 @@ func TestPlanIPv6Only(t *testing.T) {
 		"ip -4 rule add table main suppress_prefixlength 0 pref 32764",
 		"ip -6 rule add not fwmark 51820 table 51820 pref 32765",
 		"ip -6 rule add table main suppress_prefixlength 0 pref 32764",
+		"ip -6 rule add to fc01::1/128 table 51820 pref 32763",
 		"dns resolvconf nameserver fc01::1",
 	})
 }
@@ -166,6 +171,7 @@ func TestPlanCustomTableMarkPriority(t *testing.T) {
 		"sysctl -w net.ipv4.conf.all.src_valid_mark=1",
 		"ip -4 rule add not fwmark 51821 table 1000 pref 100",
 		"ip -4 rule add table main suppress_prefixlength 0 pref 99",
+		"ip -4 rule add to 10.9.0.1/32 table 1000 pref 98",
 		"ip -6 rule add not fwmark 51821 table 1000 pref 100",
 		"ip -6 rule add table main suppress_prefixlength 0 pref 99",
 		"dns resolved link wg-nym nameserver 10.9.0.1 domain ~. default-route",
@@ -211,7 +217,7 @@ func TestPlanRejects(t *testing.T) {
 		{"main table", func(c *NetConfig) { c.Table = 254 }, DNSResolvConf, "reserved"},
 		{"negative table", func(c *NetConfig) { c.Table = -1 }, DNSResolvConf, "outside"},
 		{"priority too high", func(c *NetConfig) { c.RulePriority = 40000 }, DNSResolvConf, "priority"},
-		{"priority 1", func(c *NetConfig) { c.RulePriority = 1 }, DNSResolvConf, "priority"},
+		{"priority 2", func(c *NetConfig) { c.RulePriority = 2 }, DNSResolvConf, "priority"},
 		{"auto backend", func(c *NetConfig) {}, DNSAuto, "DNS backend"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

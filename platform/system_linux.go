@@ -359,8 +359,9 @@ func resolvConfUsesResolved(path string) bool {
 }
 
 // sweep deletes, in both families, the "not fwmark" rules to h.Table with
-// h.FwMark; where one was found, the "table main suppress_prefixlength 0"
-// rule at the priority below it; and every route in h.Table.
+// h.FwMark; where one was found at h.RulePriority, the "table main
+// suppress_prefixlength 0" rule at the priority below it and the "to
+// RESOLVER" rules to h.Table two below; and every route in h.Table.
 func (o *linuxOps) sweep(ctx context.Context, h journalHeader) error {
 	var errs []error
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
@@ -382,7 +383,9 @@ func (o *linuxOps) sweep(ctx context.Context, h journalHeader) error {
 			}
 		}
 		for _, r := range rules {
-			if r.Table == tableMain && r.SuppressPrefixlen == 0 && ours[r.Priority+1] && r.Priority == h.RulePriority-1 {
+			suppress := r.Table == tableMain && r.SuppressPrefixlen == 0 && r.Priority == h.RulePriority-1
+			resolver := r.Table == h.Table && r.Dst != nil && r.Mark == 0 && r.Priority == h.RulePriority-2
+			if (suppress || resolver) && ours[h.RulePriority] {
 				o.log.Warn("deleting a leftover rule", "rule", r.String())
 				if err := netlink.RuleDel(&r); err != nil && !errors.Is(err, unix.ENOENT) {
 					errs = append(errs, fmt.Errorf("delete %s: %w", r, err))
@@ -467,6 +470,9 @@ func nlRule(c Change) *netlink.Rule {
 	r.Table = c.Table
 	r.Mark = c.Mark
 	r.Invert = c.Not
+	if c.To.IsValid() {
+		r.Dst = prefixNet(c.To)
+	}
 	if c.SuppressDefault {
 		r.SuppressPrefixlen = 0
 	}
