@@ -8,11 +8,16 @@
 //
 //	ip -4 rule add not fwmark $MARK table $TABLE pref $PREF
 //	ip -4 rule add table main suppress_prefixlength 0 pref $PREF-1
+//	ip -4 rule add to $RESOLVER table $TABLE pref $PREF-2
 //	ip -4 route add 0.0.0.0/0 dev $TUN table $TABLE
 //	(and the same for IPv6, with "unreachable ::/0" when IPv6 is not tunnelled)
 //
 // The daemon's own outer sockets carry SO_MARK=$MARK, so they skip the first
-// rule and use the main table; everything else goes to the tunnel.
+// rule and use the main table; everything else goes to the tunnel, except
+// destinations with a more specific route in the main table (the local
+// network), as with wg-quick. The tunnel's DNS resolvers are routed into the
+// tunnel even then. There is no firewall here: between Down and the next Up
+// traffic takes the normal routes.
 //
 // Every change is written to a journal in Options.StateDir, and fsync'd,
 // before it is made, together with what undoing it needs (old sysctl value,
@@ -22,6 +27,7 @@
 // point between journal and change is covered.
 //
 // Linux is implemented (netlink, /proc/sys, systemd-resolved over D-Bus or
-// /etc/resolv.conf). On other systems the package builds, Plan works, and Up
-// reports that system integration is not implemented there yet.
+// /etc/resolv.conf), in the network namespace of the calling process. On
+// other systems the package builds, Plan works, and Up reports that system
+// integration is not implemented there yet (wrapping errors.ErrUnsupported).
 package platform

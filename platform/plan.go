@@ -16,8 +16,9 @@ const (
 	// DefaultTable is the routing table of the tunnel routes.
 	DefaultTable = 51820
 	// DefaultRulePriority is the priority of the "not fwmark" rule; the
-	// "suppress_prefixlength 0" rule takes the one before it. These are the
-	// priorities the kernel gives wg-quick's rules on a stock system.
+	// "suppress_prefixlength 0" rule takes the one before it (these are the
+	// priorities the kernel gives wg-quick's rules on a stock system), the
+	// DNS resolver rules the one before that.
 	DefaultRulePriority = 32765
 )
 

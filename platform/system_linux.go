@@ -172,7 +172,11 @@ func (o *linuxOps) apply(ctx context.Context, r record) error {
 		if err != nil {
 			return err
 		}
-		return netlink.AddrAdd(l, nlAddr(c.Prefix))
+		err = netlink.AddrAdd(l, nlAddr(c.Prefix))
+		if errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("%w (addresses on the TUN are platform's to add and remove: do not add them before Up)", err)
+		}
+		return err
 	case KindMTU:
 		l, err := o.linkFor(r)
 		if err != nil {

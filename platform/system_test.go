@@ -145,6 +145,16 @@ func TestUpDown(t *testing.T) {
 	if err := s.Down(ctx); err != nil || len(f.events) != 0 {
 		t.Errorf("second Down: %v, %v", err, f.events)
 	}
+	// Reconnecting: up and down again on the same System.
+	if err := s.Up(ctx, testConfig); err != nil {
+		t.Fatalf("Up after Down: %v", err)
+	}
+	if err := s.Down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if journalExists(t, dir) {
+		t.Error("journal left after the second Down")
+	}
 }
 
 // A failing step is undone along with everything before it, in reverse.
