@@ -140,10 +140,12 @@ func unsupported() error {
 }
 
 // Up sends the system's traffic and DNS through c.Interface: it makes the
-// changes Plan returns, journaling each before making it. On failure (or
-// when ctx ends) it undoes what it made and returns the error, joined with
-// any undo errors; if undoing failed too, the System stays up so that Down
-// can retry, and the journal stays for Recover.
+// changes Plan returns, journaling each before making it. Call it once the
+// tunnel works: from then on only sockets marked with c.FwMark reach the
+// real network. On failure (or when ctx ends) it undoes what it made and
+// returns the error, joined with any undo errors; if undoing failed too,
+// the System stays up so that Down can retry, and the journal stays for
+// Recover.
 //
 // A journal left by a crashed run is recovered first (see Recover). Up on a
 // System that is already up is an error: call Down first.
@@ -246,9 +248,10 @@ func (s *System) Down(ctx context.Context) error {
 
 // Recover undoes what the journal of a previous run records, in reverse
 // order, then deletes the journal. Call it once at daemon start, before
-// going up; it returns nil when there is no journal. Ideally the TUN device
-// is created after Recover: changes on a link are undone only while the link
-// with the journaled index still exists under the journaled name.
+// going up; it returns nil when there is no journal. The new TUN may exist
+// already: changes on a link are undone only on the link with the journaled
+// index and name, so a new link of the same name is left alone (a crashed
+// daemon's TUN is gone, with its addresses and routes).
 //
 // If undoing fails, the journal stays and the error says so; Up retries.
 // A journal that does not decode is reported (the error wraps
