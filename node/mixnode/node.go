@@ -297,7 +297,9 @@ func (n *Node) rotateLoop() {
 }
 
 // Lookup finds a node of the topology by its Sphinx id.
-func (n *Node) Lookup(id sphinx.NodeID) (*directory.Node, bool) { return n.topo.lookup(n.cfg.Topology, id) }
+func (n *Node) Lookup(id sphinx.NodeID) (*directory.Node, bool) {
+	return n.topo.lookup(n.cfg.Topology, id)
+}
 
 // allowPeer admits initiators the directory lists as mix nodes or gateways.
 func (n *Node) allowPeer(k transport.Key) bool {
