@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -258,7 +259,9 @@ func (s *System) Down(ctx context.Context) error {
 // ErrCorruptJournal), moved aside to journal.corrupt-TIME in StateDir, and
 // recovered as far as possible: the records before the damage are undone,
 // then the rules and routes are found by matching the table, mark and rule
-// priority (from the header, or the defaults).
+// priority (from the header, or the defaults). A journal cut short within
+// its header (the run died before its first change) is moved aside too, but
+// is no error.
 func (s *System) Recover(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -298,6 +301,12 @@ func (s *System) recover(ctx context.Context) error {
 	aside, err := moveAside(s.opts.StateDir, time.Now())
 	if err != nil {
 		return errors.Join(rerr, err)
+	}
+	if !bytes.Contains(b, []byte{'\n'}) {
+		// Every change comes after the header's newline: a run that died
+		// while writing the header made none.
+		s.log.Warn("the journal of a previous run was cut short before its first change; nothing to undo", "moved_to", aside)
+		return nil
 	}
 	s.log.Error("the journal of a previous run is corrupt: moved aside, undoing what it still tells and what matches the table and mark",
 		"error", rerr, "moved_to", aside, "trusted_changes", len(recs))

@@ -332,6 +332,24 @@ func TestRecoverCorrupt(t *testing.T) {
 			t.Errorf("Up after a corrupt journal was handled: %v", err)
 		}
 	})
+	t.Run("header cut short", func(t *testing.T) {
+		dir := t.TempDir()
+		b := writeTestJournal(t, dir, nil)
+		if err := os.WriteFile(filepath.Join(dir, journalName), b[:20], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s := newTestSystem(t, dir)
+		f := newFake(t, s)
+		if err := s.Recover(ctx); err != nil {
+			t.Fatalf("Recover of a journal cut short in its header: %v", err)
+		}
+		if len(f.events) != 0 || len(f.sweeps) != 0 || journalExists(t, dir) {
+			t.Errorf("events %v, sweeps %v, journal left %v", f.events, f.sweeps, journalExists(t, dir))
+		}
+		if aside, _ := filepath.Glob(filepath.Join(dir, "journal.corrupt-*")); len(aside) != 1 {
+			t.Errorf("the cut-short journal was not kept aside: %v", aside)
+		}
+	})
 	t.Run("damaged record", func(t *testing.T) {
 		dir := t.TempDir()
 		recs := testRecords(t)
