@@ -20,6 +20,8 @@ func main() {
 	dir := flag.String("dir", "", "write DIR/localnet.json with every node and the directory URL")
 	host := flag.String("host", cfg.Host.String(), "first loopback address; nodes take the following ones")
 	port := flag.Uint("directory-port", 0, "directory HTTP port (0: any free port)")
+	epoch := flag.Duration("epoch", localnet.DefaultEpochLength, "epoch length: Sphinx keys rotate and mix layers are reassigned every epoch")
+	perLayer := flag.Int("mixnodes-per-layer", 2, "mix nodes in each of the 3 layers")
 	verbose := flag.Bool("v", false, "debug logging")
 	flag.Parse()
 
@@ -36,6 +38,14 @@ func main() {
 		fatal("--directory-port %d is not a port", *port)
 	}
 	cfg.DirectoryPort = uint16(*port)
+	if *epoch < time.Second {
+		fatal("--epoch %v: want at least 1s", *epoch)
+	}
+	cfg.EpochLength = *epoch
+	if *perLayer < 1 {
+		fatal("--mixnodes-per-layer %d: want at least 1", *perLayer)
+	}
+	cfg.MixnodesPerLayer = *perLayer
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -56,7 +66,20 @@ func main() {
 	fmt.Printf("web:       %s (resolvable through an exit only)\n", n.WebURL)
 	for _, spec := range localnet.Gateways {
 		g := n.Gateways[spec.ID]
-		fmt.Printf("%-11s %s %-5s wireguard %s registration %s\n", spec.ID, spec.Country, spec.Role, g.WireGuardAddr(), g.RegistrationAddr())
+		node := g.Node()
+		fmt.Printf("%-11s %s %-5s wireguard %s registration %s sphinx %s", spec.ID, spec.Country, spec.Role, g.WireGuardAddr(), g.RegistrationAddr(), node.MixAddr)
+		if node.MixClientAddr != "" {
+			fmt.Printf(" mixnet clients %s", node.MixClientAddr)
+		}
+		fmt.Println()
+	}
+	topo := n.Directory.Topology()
+	for _, id := range n.MixnodeIDs {
+		layer := 0
+		if node, ok := topo.Node(id); ok {
+			layer = node.Layer
+		}
+		fmt.Printf("%-11s layer %d (epoch %d) sphinx %s\n", id, layer, topo.Epoch, n.Mixnodes[id].Addr())
 	}
 	fmt.Printf("ready in %v; gateways run with --free-pass (no tickets needed); Ctrl-C stops\n", time.Since(start).Round(time.Millisecond))
 	<-ctx.Done()

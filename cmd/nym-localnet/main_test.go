@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// TestForegroundAndCleanShutdown runs the binary: it writes the manifest,
-// stays up, and exits 0 on SIGTERM.
+// TestForegroundAndCleanShutdown runs the binary: it writes the manifest
+// (4 gateways and 3 layers of 2 mix nodes), stays up, and exits 0 on SIGTERM.
 func TestForegroundAndCleanShutdown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -54,7 +54,7 @@ func TestForegroundAndCleanShutdown(t *testing.T) {
 		Nodes        []any  `json:"nodes"`
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "localnet.json"))
-	if err != nil || json.Unmarshal(b, &m) != nil || !strings.Contains(m.DirectoryURL, "?key=") || len(m.Nodes) != 4 {
+	if err != nil || json.Unmarshal(b, &m) != nil || !strings.Contains(m.DirectoryURL, "?key=") || len(m.Nodes) != 10 {
 		t.Fatalf("manifest %s: %v", b, err)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)

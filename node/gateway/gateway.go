@@ -69,7 +69,10 @@ type Config struct {
 	Topology func() *directory.Topology
 	Exit     ExitPolicy
 	PeerIdle time.Duration
-	Logger   *slog.Logger
+	// Mixnet, if set, makes the gateway a Sphinx node: the final hop of
+	// mixnet routes and, with the entry role, the ingress of mixnet clients.
+	Mixnet *MixnetConfig
+	Logger *slog.Logger
 }
 
 // ExitPolicy says where exit traffic may go.
@@ -110,6 +113,7 @@ type Gateway struct {
 	regLn  net.Listener
 	wgPort uint16
 	stats  counters
+	mix    *mixSide // nil without the mixnet
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -217,6 +221,13 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.reg = &registration.Server{NoiseKey: cfg.NoiseKey, WireGuardKey: cfg.WireGuardKey, Registrar: g, Logger: g.log}
 
+	if cfg.Mixnet != nil {
+		if err := g.startMixnet(); err != nil {
+			g.regLn.Close()
+			return fail(err)
+		}
+	}
+
 	ctx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
 	g.wg.Add(2)
@@ -238,7 +249,8 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, fmt.Errorf("gateway: DNS relay: %w", err)
 		}
 	}
-	g.log.Info("gateway up", "roles", cfg.Roles, "wireguard", g.WireGuardAddr(), "registration", g.RegistrationAddr(), "free_pass", cfg.FreePass, "exit_mode", cfg.Exit.mode())
+	g.log.Info("gateway up", "roles", cfg.Roles, "wireguard", g.WireGuardAddr(), "registration", g.RegistrationAddr(), "free_pass", cfg.FreePass, "exit_mode", cfg.Exit.mode(),
+		"mixnet", g.mix != nil)
 	return g, nil
 }
 
@@ -319,16 +331,25 @@ func (g *Gateway) RegistrationAddr() netip.AddrPort {
 // TunnelAddrs are the gateway's own addresses inside its tunnel.
 func (g *Gateway) TunnelAddrs() []netip.Addr { return []netip.Addr{g.peers.gw4, g.peers.gw6} }
 
-// Node returns the gateway's directory entry (without identity key, country
-// and id, which belong to the operator's configuration).
+// Node returns the gateway's directory entry (without identity key and
+// country, which belong to the operator's configuration). With the mixnet it
+// lists the Sphinx keys held now: call it again after MixnetConfig.OnKeys.
 func (g *Gateway) Node() directory.Node {
 	var noise, wg directory.Key32
 	noise = directory.Key32(g.cfg.NoiseKey.Public())
 	wg = directory.Key32(g.cfg.WireGuardKey.Public())
-	return directory.Node{
+	n := directory.Node{
 		ID: g.cfg.ID, Roles: slices.Clone(g.cfg.Roles), NoiseKey: noise, WireGuardKey: wg,
 		RegistrationAddr: g.RegistrationAddr().String(), WireGuardAddr: g.WireGuardAddr().String(),
 	}
+	if g.mix != nil {
+		n.MixAddr = g.mix.node.Addr().String()
+		if a := g.MixClientAddr(); a.IsValid() {
+			n.MixClientAddr = a.String()
+		}
+		n.SphinxKeys = g.mix.node.SphinxKeys()
+	}
+	return n
 }
 
 // Stats returns a snapshot of the counters.
@@ -357,8 +378,15 @@ func (g *Gateway) Close() error {
 	}
 	g.cancel()
 	g.regLn.Close()
+	var mixErr error
+	if g.mix != nil {
+		mixErr = g.mix.close()
+	}
 	g.dev.Close() // closes the stack (and the kernel TUN) too
 	g.wg.Wait()
+	if mixErr != nil {
+		g.log.Warn("closing the mixnet side", "err", mixErr)
+	}
 	if g.kexit != nil {
 		if err := g.kexit.Close(); err != nil {
 			return fmt.Errorf("gateway: undo the kernel exit: %w", err)

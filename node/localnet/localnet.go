@@ -1,8 +1,10 @@
 // Package localnet runs the whole nym network in one process on loopback: a
-// directory and gateways (two entries and two exits in two countries), each
-// node on its own loopback address where the system has them (Linux routes all
-// of 127.0.0.0/8 to lo), so a server can tell from the source address which node
-// reached it. nym-localnet and the in-process tests use it.
+// directory, gateways (two entries and two exits in two countries, each also
+// a Sphinx final hop, the entries taking mixnet clients) and three layers of
+// two mix nodes, each node on its own loopback address where the system has
+// them (Linux routes all of 127.0.0.0/8 to lo), so a server can tell from the
+// source address which node reached it. nym-localnet and the in-process tests
+// use it.
 package localnet
 
 import (
@@ -18,10 +20,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/nymvpn/nymvpn/node/directory"
 	"github.com/nymvpn/nymvpn/node/gateway"
+	"github.com/nymvpn/nymvpn/node/mixnode"
 	"github.com/nymvpn/nymvpn/transport"
 )
 
@@ -38,8 +42,23 @@ type Config struct {
 	// the network runs its own DNS server for the zone "localnet." (the name
 	// "web.localnet" and every node id resolve to loopback addresses).
 	DNSUpstream netip.AddrPort
-	Logger      *slog.Logger
+	// EpochLength is the directory's epoch (default DefaultEpochLength):
+	// Sphinx keys rotate and mix layers are reassigned at every epoch.
+	EpochLength time.Duration
+	// MixnodesPerLayer is the number of mix nodes in each of the three
+	// layers (default 2; negative: none).
+	MixnodesPerLayer int
+	Logger           *slog.Logger
 }
+
+// DefaultEpochLength is the local network's epoch: short, so key rotation
+// and layer reassignment happen while one watches.
+const DefaultEpochLength = 2 * time.Minute
+
+// replayCapacity sizes each node's replay filters (packets per key): the
+// local network carries little traffic and runs ten Sphinx nodes in one
+// process, so 2^16 (192 KiB per key) instead of the 12 MiB default.
+const replayCapacity = 1 << 16
 
 // DefaultConfig is the configuration nym-localnet starts with.
 func DefaultConfig() Config {
@@ -73,6 +92,11 @@ type Network struct {
 	// WebURL is the network's "internet" host, web.localnet: an HTTP server
 	// on loopback that answers with the address (and node) it saw.
 	WebURL string
+	// Mixnodes are the mix nodes by id; MixnodeIDs their ids in start order.
+	Mixnodes   map[string]*mixnode.Node
+	MixnodeIDs []string
+	// EpochLength is the directory's epoch length.
+	EpochLength time.Duration
 
 	httpSrv *http.Server
 	httpLn  net.Listener
@@ -94,13 +118,19 @@ func Start(ctx context.Context, cfg Config) (n *Network, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("localnet: directory key: %w", err)
 	}
-	n = &Network{Gateways: map[string]*gateway.Gateway{}, Addrs: map[string]netip.Addr{}}
+	if cfg.EpochLength <= 0 {
+		cfg.EpochLength = DefaultEpochLength
+	}
+	if cfg.MixnodesPerLayer == 0 {
+		cfg.MixnodesPerLayer = 2
+	}
+	n = &Network{Gateways: map[string]*gateway.Gateway{}, Addrs: map[string]netip.Addr{}, Mixnodes: map[string]*mixnode.Node{}, EpochLength: cfg.EpochLength}
 	defer func() {
 		if err != nil {
 			n.Close()
 		}
 	}()
-	n.Directory, err = directory.NewServer(directory.ServerConfig{Key: dirKey, Open: true, Logger: cfg.Logger.With("node", "directory")})
+	n.Directory, err = directory.NewServer(directory.ServerConfig{Key: dirKey, Open: true, EpochLength: cfg.EpochLength, Logger: cfg.Logger.With("node", "directory")})
 	if err != nil {
 		return n, err
 	}
@@ -135,7 +165,60 @@ func Start(ctx context.Context, cfg Config) (n *Network, err error) {
 			return n, fmt.Errorf("localnet: gateway %d (%s): %w", i, spec.ID, err)
 		}
 	}
+	for i := range 3 * max(cfg.MixnodesPerLayer, 0) {
+		if cfg.PerNodeAddrs {
+			addr = addr.Next()
+		}
+		id := fmt.Sprintf("mix-%d", i+1)
+		if err := n.startMixnode(cfg, id, mixCountries[i%len(mixCountries)], addr); err != nil {
+			return n, fmt.Errorf("localnet: mix node %s: %w", id, err)
+		}
+	}
 	return n, nil
+}
+
+var mixCountries = []string{"NL", "FR", "SE", "AT", "IS", "FI"}
+
+// startMixnode runs a mix node on addr and registers it; it re-registers
+// itself whenever its Sphinx keys rotate.
+func (n *Network) startMixnode(cfg Config, id, country string, addr netip.Addr) error {
+	idPub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return err
+	}
+	noiseKey, err := transport.GenerateKey()
+	if err != nil {
+		return err
+	}
+	var mix atomic.Pointer[mixnode.Node]
+	register := func() error {
+		m := mix.Load()
+		return n.Directory.Add(directory.Node{
+			ID: id, Roles: []directory.Role{directory.RoleMixnode}, Country: country, IdentityKey: idPub,
+			NoiseKey: directory.Key32(noiseKey.Public()), MixAddr: m.Addr().String(), SphinxKeys: m.SphinxKeys(),
+		})
+	}
+	log := cfg.Logger.With("node", id)
+	m, err := mixnode.New(mixnode.Config{
+		ID: id, NoiseKey: noiseKey, Listen: netip.AddrPortFrom(addr, 0), Topology: n.Directory.Topology,
+		EpochLength: cfg.EpochLength, Limits: mixnode.Limits{ReplayCapacity: replayCapacity}, Logger: log,
+		OnKeys: func() {
+			if err := register(); err != nil {
+				log.Error("localnet: re-registering rotated keys", "err", err)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	mix.Store(m)
+	n.Mixnodes[id] = m
+	n.MixnodeIDs = append(n.MixnodeIDs, id)
+	n.Addrs[id] = addr
+	if n.DNS != nil {
+		n.DNS.Set(id, addr)
+	}
+	return register()
 }
 
 func (n *Network) startGateway(cfg Config, spec GatewaySpec, addr netip.Addr) error {
@@ -151,6 +234,26 @@ func (n *Network) startGateway(cfg Config, spec GatewaySpec, addr netip.Addr) er
 	if err != nil {
 		return err
 	}
+	var self atomic.Pointer[gateway.Gateway]
+	register := func() error {
+		node := self.Load().Node()
+		node.Country = spec.Country
+		node.IdentityKey = idPub
+		return n.Directory.Add(node)
+	}
+	log := cfg.Logger.With("node", spec.ID)
+	mixCfg := &gateway.MixnetConfig{
+		Listen: netip.AddrPortFrom(addr, 0), EpochLength: cfg.EpochLength,
+		Limits: mixnode.Limits{ReplayCapacity: replayCapacity},
+		OnKeys: func() {
+			if err := register(); err != nil {
+				log.Error("localnet: re-registering rotated keys", "err", err)
+			}
+		},
+	}
+	if spec.Role == directory.RoleEntry {
+		mixCfg.ClientListen = netip.AddrPortFrom(addr, 0)
+	}
 	gw, err := gateway.New(gateway.Config{
 		ID:                 spec.ID,
 		Roles:              []directory.Role{spec.Role},
@@ -165,20 +268,19 @@ func (n *Network) startGateway(cfg Config, spec GatewaySpec, addr netip.Addr) er
 			AllowLoopback: true,
 			DNSUpstream:   cfg.DNSUpstream,
 		},
-		Logger: cfg.Logger.With("node", spec.ID),
+		Mixnet: mixCfg,
+		Logger: log,
 	})
 	if err != nil {
 		return err
 	}
+	self.Store(gw)
 	n.Gateways[spec.ID] = gw
 	n.Addrs[spec.ID] = addr
 	if n.DNS != nil {
 		n.DNS.Set(spec.ID, addr)
 	}
-	node := gw.Node()
-	node.Country = spec.Country
-	node.IdentityKey = idPub
-	return n.Directory.Add(node)
+	return register()
 }
 
 // startWeb runs the "internet" host web.localnet on host.
@@ -208,6 +310,9 @@ func (n *Network) Close() error {
 	for _, gw := range n.Gateways {
 		errs = append(errs, gw.Close())
 	}
+	for _, m := range n.Mixnodes {
+		errs = append(errs, m.Close())
+	}
 	if n.httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -226,12 +331,14 @@ func (n *Network) Close() error {
 type Manifest struct {
 	// DirectoryURL carries the directory's key, so it alone is enough for
 	// a client: nymvpn proxy --directory URL.
-	DirectoryURL string           `json:"directory_url"`
-	DNS          string           `json:"dns,omitempty"`
-	WebURL       string           `json:"web_url"`
-	Nodes        []directory.Node `json:"nodes"`
-	Started      time.Time        `json:"started"`
-	PID          int              `json:"pid"`
+	DirectoryURL string `json:"directory_url"`
+	// EpochLength is the directory's epoch (Sphinx keys and mix layers).
+	EpochLength directory.Duration `json:"epoch_length"`
+	DNS         string             `json:"dns,omitempty"`
+	WebURL      string             `json:"web_url"`
+	Nodes       []directory.Node   `json:"nodes"`
+	Started     time.Time          `json:"started"`
+	PID         int                `json:"pid"`
 }
 
 // WriteManifest writes dir/localnet.json atomically and returns its path.
@@ -239,7 +346,7 @@ func (n *Network) WriteManifest(dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("localnet: create %s: %w", dir, err)
 	}
-	m := Manifest{DirectoryURL: n.DirectoryURL, WebURL: n.WebURL, Nodes: n.Directory.Topology().Nodes, Started: time.Now().UTC(), PID: os.Getpid()}
+	m := Manifest{DirectoryURL: n.DirectoryURL, EpochLength: directory.Duration(n.EpochLength), WebURL: n.WebURL, Nodes: n.Directory.Topology().Nodes, Started: time.Now().UTC(), PID: os.Getpid()}
 	if n.DNS != nil {
 		m.DNS = n.DNS.Addr().String()
 	}

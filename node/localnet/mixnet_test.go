@@ -1,0 +1,301 @@
+package localnet
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nymvpn/nymvpn/mixnet"
+	"github.com/nymvpn/nymvpn/node/directory"
+	"github.com/nymvpn/nymvpn/node/metrics"
+	"github.com/nymvpn/nymvpn/node/mixnode"
+	"github.com/nymvpn/nymvpn/sphinx"
+	"github.com/nymvpn/nymvpn/transport"
+)
+
+func startNet(t testing.TB) *Network {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.EpochLength = time.Hour // no rotation during a test
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	if testing.Verbose() {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	n, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// replier is a test exit handler: it reads a SURB from each forward packet
+// and answers through it, as the exit's IP packet router will.
+type replier struct {
+	gw   *mixnode.Node
+	g    *sphinx.Geometry
+	got  chan []byte
+	errs chan error
+}
+
+func (r *replier) Deliver(d *mixnode.Delivery) {
+	msg := bytes.Clone(d.Payload)
+	r.got <- msg
+	n := mixnet.SURBLength(r.g)
+	if len(msg) < n {
+		r.errs <- errors.New("forward payload without a SURB")
+		return
+	}
+	s, err := mixnet.ParseSURB(r.g, msg[len(msg)-n:])
+	if err != nil {
+		r.errs <- err
+		return
+	}
+	pkt, err := r.g.NewPacketFromSURB(s.SURB, append([]byte("reply to "), msg[:len(msg)-n]...))
+	if err != nil {
+		r.errs <- err
+		return
+	}
+	if !r.gw.Forward(s.SURB.FirstHop, s.Epoch, pkt) {
+		r.errs <- errors.New("reply not forwarded")
+	}
+}
+
+func scrape(t testing.TB, h interface{ Families() []metrics.Family }) map[string]float64 {
+	t.Helper()
+	srv := httptest.NewServer(metrics.Handler(h.Families))
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	m, err := metrics.Parse(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// A packet crosses every hop: client → entry gateway → L1 → L2 → L3 → exit
+// gateway, whose handler answers with the SURB the packet carried: L1 → L2
+// → L3 → entry gateway → client, which decrypts the reply. Forward and
+// reply use different mixes, so all six process a packet.
+func TestMixnetRoundTrip(t *testing.T) {
+	n := startNet(t)
+	topo := n.Directory.Topology()
+	epoch := topo.Epoch
+	layers, err := mixnet.Mixes(topo, epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range layers {
+		if len(layers[l]) != 2 {
+			t.Fatalf("layer %d has %d mixes, want 2", l+1, len(layers[l]))
+		}
+	}
+	entry, _ := topo.Node("entry-de-1")
+	exit, _ := topo.Node("exit-ch-1")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	client, err := mixnet.Dial(ctx, mixnet.ClientConfig{Gateway: *entry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+
+	g := sphinx.RegularGeometry()
+	var keys mixnet.KeyCache
+	surbHops, err := keys.Hops([]directory.Node{layers[0][1], layers[1][1], layers[2][1], *entry}, epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	surbID := sphinx.SURBID{0x5e}
+	surb, surbKeys, err := g.NewSURB(rand.Reader, surbHops, &sphinx.Destination{Recipient: client.Recipient(), SURBID: surbID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwdHops, err := keys.Hops([]directory.Node{layers[0][0], layers[1][0], layers[2][0], *exit}, epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		fwdHops[i].Delay = time.Duration(i+1) * time.Millisecond
+	}
+	request := []byte("GET / over the mixnet")
+	payload := append(slices.Clone(request), (&mixnet.SURB{Epoch: epoch, SURB: surb}).Bytes()...)
+	pkt, err := g.NewPacket(rand.Reader, fwdHops, &sphinx.Destination{Recipient: sphinx.Recipient{0xee}}, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exitGW := n.Gateways["exit-ch-1"]
+	rep := &replier{gw: exitGW.Mixnode(), g: g, got: make(chan []byte, 4), errs: make(chan error, 4)}
+	exitGW.SetExitHandler(rep)
+	if err := client.Send(fwdHops[0].ID, epoch, pkt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-rep.got:
+		if !bytes.Equal(got, payload) {
+			t.Fatalf("exit got %q…", got[:min(len(got), 40)])
+		}
+	case <-ctx.Done():
+		t.Fatal("the exit gateway never got the packet")
+	}
+	var d mixnet.Delivery
+	select {
+	case err := <-rep.errs:
+		t.Fatal(err)
+	case d = <-client.Deliveries():
+	case <-ctx.Done():
+		t.Fatal("no reply")
+	}
+	if !d.Reply || d.SURBID != surbID {
+		t.Fatalf("delivery %+v", d)
+	}
+	reply, err := g.DecryptReply(surbKeys, d.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "reply to " + string(request); string(reply) != want {
+		t.Fatalf("reply %q, want %q", reply, want)
+	}
+	for _, id := range n.MixnodeIDs {
+		if p := n.Mixnodes[id].Metrics().Processed(); p != 1 {
+			t.Errorf("%s processed %d packets, want 1", id, p)
+		}
+	}
+	em := scrape(t, n.Gateways["entry-de-1"])
+	if em["nym_gateway_mixnet_client_packets_total"] != 1 || em[`nym_gateway_mixnet_deliveries_total{to="client"}`] != 1 ||
+		em[`nym_mix_packets_received_total{source="client"}`] != 1 || em["nym_gateway_mixnet_clients"] != 1 {
+		t.Errorf("entry gateway metrics: %v", em)
+	}
+	xm := scrape(t, exitGW)
+	if xm[`nym_gateway_mixnet_deliveries_total{to="exit"}`] != 1 || xm["nym_mix_packets_forwarded_total"] != 1 {
+		t.Errorf("exit gateway metrics: %v", xm)
+	}
+
+	// Without an exit handler, a packet for no connected client is dropped
+	// and counted; so is a packet a client aims at a node that is no mix.
+	exitGW.SetExitHandler(nil)
+	pkt, err = g.NewPacket(rand.Reader, fwdHops, &sphinx.Destination{}, []byte("nobody"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Send(fwdHops[0].ID, epoch, pkt); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Send(mixnet.NodeID(exit), epoch, pkt); err != nil {
+		t.Fatal(err)
+	}
+	exitMix := exitGW.Mixnode().Metrics()
+	entryMix := n.Gateways["entry-de-1"].Mixnode().Metrics()
+	waitFor(t, "no_handler and bad_first_hop drops", func() bool {
+		return exitMix.Dropped(mixnode.DropNoHandler) == 1 && entryMix.Dropped(mixnode.DropBadFirstHop) == 1
+	})
+}
+
+// A hello with a proof for another key is refused with an Error record.
+func TestMixnetBadHello(t *testing.T) {
+	n := startNet(t)
+	entry, _ := n.Directory.Topology().Node("entry-ch-1")
+	raw, err := net.Dial("tcp", entry.MixClientAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := transport.Client(ctx, raw, transport.Config{Pattern: transport.NK, Prologue: []byte(mixnet.ClientPrologue), RemoteStatic: transport.Key(entry.NoiseKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, _ := transport.GenerateKey()
+	theirs, _ := transport.GenerateKey()
+	proof, err := mixnet.HelloProof(mine, transport.Key(entry.NoiseKey), c.HandshakeHash())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteMessage(mixnet.AppendHello(nil, mixnet.Recipient(theirs), proof)); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	msg, err := c.ReadMessage(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, body, _, err := mixnet.NextRecord(msg); err != nil || k != mixnet.KindError || !bytes.Contains(body, []byte("proof")) {
+		t.Fatalf("answer %v %q %v", k, body, err)
+	}
+	if got := scrape(t, n.Gateways["entry-ch-1"])[`nym_gateway_mixnet_clients_refused_total{reason="hello"}`]; got != 1 {
+		t.Errorf("refused(hello) = %v", got)
+	}
+}
+
+// The probe sends loop packets over all 8 routes of the local network and
+// gets every one back.
+func TestProbeLocalnet(t *testing.T) {
+	n := startNet(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := mixnet.Probe(ctx, mixnet.ProbeConfig{DirectoryURL: n.DirectoryURL, Packets: 5, MeanDelay: time.Millisecond, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	rep.WriteText(&out)
+	t.Log("\n" + out.String())
+	if len(rep.Routes) != 8 {
+		t.Fatalf("%d routes, want 2×2×2", len(rep.Routes))
+	}
+	if dead := rep.Dead(); len(dead) > 0 || rep.Received != rep.Sent || rep.Sent != 40 || rep.Corrupt != 0 || rep.Duplicates != 0 {
+		t.Errorf("probe: sent %d, received %d, dead %v, corrupt %d, dup %d", rep.Sent, rep.Received, dead, rep.Corrupt, rep.Duplicates)
+	}
+	seen := map[string]bool{}
+	for _, r := range rep.Routes {
+		for _, id := range r.Mixes {
+			seen[id] = true
+		}
+		if r.Received > 0 && (r.Median <= 0 || r.P95 < r.Median) {
+			t.Errorf("route %v: median %v, p95 %v", r.Mixes, r.Median, r.P95)
+		}
+	}
+	if len(seen) != 6 {
+		t.Errorf("probe crossed %d mixes, want 6", len(seen))
+	}
+	// A mix that is down: its routes lose everything and are reported dead.
+	victim := rep.Routes[0].Mixes[1]
+	n.Mixnodes[victim].Close()
+	rep, err = mixnet.Probe(ctx, mixnet.ProbeConfig{DirectoryURL: n.DirectoryURL, Packets: 2, Timeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := rep.Dead()
+	if len(dead) != 4 {
+		t.Fatalf("%d dead routes with %s down, want 4", len(dead), victim)
+	}
+	for _, r := range dead {
+		if r.Mixes[1] != victim {
+			t.Errorf("route %v reported dead", r.Mixes)
+		}
+	}
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
