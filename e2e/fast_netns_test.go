@@ -63,60 +63,11 @@ func TestFastModeKernelExit(t *testing.T) {
 		}
 	})
 	bin := buildBinaries(t, "nym-node", "nymvpn")
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	client, entry := netnstest.New(t, "client"), netnstest.New(t, "entry")
-	exit, inet := netnstest.New(t, "exit"), netnstest.New(t, "inet")
-	created = []string{client.Name, entry.Name, exit.Name, inet.Name}
-	netnstest.Link(t, client, clientAddr, entry, entryAddrC)
-	netnstest.Link(t, entry, entryAddrX, exit, exitAddrE)
-	netnstest.Link(t, exit, exitAddrOut, inet, inetAddr)
-	// The exit's "internet" is inet; the client has no route there at all,
-	// so only the tunnel can get it to the web server.
-	exit.DefaultRoute(t, inetAddr.Addr())
-
-	web := inet.Start(t, "inet", "env", "E2E_HELPER=inet",
-		"E2E_HTTP="+inetAddr.Addr().String()+":80", "E2E_DNS="+inetAddr.Addr().String()+":53",
-		"E2E_ZONE=web.test="+inetAddr.Addr().String(), exe)
-	web.WaitFor(t, regexp.MustCompile(`inet ready`), readyTimeout)
-
-	dir := entry.Start(t, "directory", filepath.Join(bin, "nym-node"), "--role", "directory",
-		"--data-dir", t.TempDir(), "--listen", "0.0.0.0:"+directoryPort, "--open")
-	dirURL := dir.WaitFor(t, regexp.MustCompile(`directory: (\S+)`), readyTimeout)[1]
-	_, query, ok := strings.Cut(dirURL, "?")
-	if !ok {
-		t.Fatalf("directory URL %q has no key", dirURL)
-	}
-	// The same directory, as the client/entry side and the exit side reach it.
-	urlFrom := func(a netip.Prefix) string {
-		return "http://" + a.Addr().String() + ":" + directoryPort + "/?" + query
-	}
-
-	forwarding := []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"}
-	before := map[string]string{}
-	for _, f := range forwarding {
-		before[f] = strings.TrimSpace(exit.MustRun(t, "cat", f))
-	}
-
-	// The exit first, so the entry's first topology fetch lists it.
-	exitGW := exit.Start(t, "exit gateway", filepath.Join(bin, "nym-node"), "--role", "gateway",
-		"--id", "gw-exit", "--country", "CH", "--gateway-roles", "exit", "--free-pass",
-		"--data-dir", t.TempDir(), "--directory", urlFrom(entryAddrX),
-		"--wireguard", exitAddrE.Addr().String()+":51822", "--registration", exitAddrE.Addr().String()+":51821",
-		"--dns-upstream", inetAddr.Addr().String()+":53", "--exit-mode", "kernel")
-	exitGW.WaitFor(t, regexp.MustCompile(`msg="gateway up".*exit_mode=kernel`), readyTimeout)
-	tunName := exitGW.WaitFor(t, regexp.MustCompile(`msg="kernel exit up" .*tun=(\S+)`), readyTimeout)[1]
-	waitListed(t, client, "gw-exit", exitGW)
-
-	entryGW := entry.Start(t, "entry gateway", filepath.Join(bin, "nym-node"), "--role", "gateway",
-		"--id", "gw-entry", "--country", "DE", "--gateway-roles", "entry", "--free-pass",
-		"--data-dir", t.TempDir(), "--directory", urlFrom(entryAddrC),
-		"--wireguard", entryAddrC.Addr().String()+":51822", "--registration", entryAddrC.Addr().String()+":51821")
-	entryGW.WaitFor(t, regexp.MustCompile(`msg="gateway up"`), readyTimeout)
-	waitListed(t, client, "gw-entry", entryGW, exitGW)
+	n := startNetwork(t, bin, "kernel")
+	created = n.names()
+	client, exit := n.client, n.exit
+	forwarding, before := n.forwarding, n.forwardingBefore
+	exitGW, tunName, urlFrom := n.exitGW, n.exitTUN, n.urlFrom
 
 	proxy := client.Start(t, "nymvpn proxy", filepath.Join(bin, "nymvpn"), "proxy", "--mode", "fast",
 		"--directory", urlFrom(entryAddrC), "--entry", "gw-entry", "--exit", "gw-exit", "--listen", "127.0.0.1:1080")
@@ -191,6 +142,88 @@ func TestFastModeKernelExit(t *testing.T) {
 			t.Errorf("%s is %q after the gateway stopped; want it restored to %q", f, got, before[f])
 		}
 	}
+}
+
+// testNet is the namespace network of the end-to-end tests, with the
+// directory and both gateways running.
+type testNet struct {
+	client, entry, exit, inet *netnstest.Namespace
+	exitGW, entryGW, dir      *netnstest.Process
+	// exitTUN is the kernel exit's TUN (kernel exit mode only).
+	exitTUN string
+	// forwarding are the exit's forwarding switches, forwardingBefore their
+	// values before the exit started.
+	forwarding       []string
+	forwardingBefore map[string]string
+	query            string // the directory URL's query: its pinned key
+}
+
+// urlFrom is the directory's URL as reached at address a.
+func (n *testNet) urlFrom(a netip.Prefix) string {
+	return "http://" + a.Addr().String() + ":" + directoryPort + "/?" + n.query
+}
+
+func (n *testNet) names() []string {
+	return []string{n.client.Name, n.entry.Name, n.exit.Name, n.inet.Name}
+}
+
+// startNetwork builds the four namespaces, starts the internet host's web
+// and DNS servers, the directory, the exit gateway (exitMode "kernel" or
+// "userspace") and the entry gateway, and waits until both gateways are
+// listed.
+func startNetwork(t *testing.T, bin, exitMode string) *testNet {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &testNet{client: netnstest.New(t, "client"), entry: netnstest.New(t, "entry"),
+		exit: netnstest.New(t, "exit"), inet: netnstest.New(t, "inet")}
+	netnstest.Link(t, n.client, clientAddr, n.entry, entryAddrC)
+	netnstest.Link(t, n.entry, entryAddrX, n.exit, exitAddrE)
+	netnstest.Link(t, n.exit, exitAddrOut, n.inet, inetAddr)
+	// The exit's "internet" is inet; the client has no route there at all,
+	// so only the tunnel can get it to the web server.
+	n.exit.DefaultRoute(t, inetAddr.Addr())
+
+	web := n.inet.Start(t, "inet", "env", "E2E_HELPER=inet",
+		"E2E_HTTP="+inetAddr.Addr().String()+":80", "E2E_DNS="+inetAddr.Addr().String()+":53",
+		"E2E_ZONE=web.test="+inetAddr.Addr().String(), exe)
+	web.WaitFor(t, regexp.MustCompile(`inet ready`), readyTimeout)
+
+	n.dir = n.entry.Start(t, "directory", filepath.Join(bin, "nym-node"), "--role", "directory",
+		"--data-dir", t.TempDir(), "--listen", "0.0.0.0:"+directoryPort, "--open")
+	dirURL := n.dir.WaitFor(t, regexp.MustCompile(`directory: (\S+)`), readyTimeout)[1]
+	var ok bool
+	if _, n.query, ok = strings.Cut(dirURL, "?"); !ok {
+		t.Fatalf("directory URL %q has no key", dirURL)
+	}
+
+	n.forwarding = []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"}
+	n.forwardingBefore = map[string]string{}
+	for _, f := range n.forwarding {
+		n.forwardingBefore[f] = strings.TrimSpace(n.exit.MustRun(t, "cat", f))
+	}
+
+	// The exit first, so the entry's first topology fetch lists it.
+	n.exitGW = n.exit.Start(t, "exit gateway", filepath.Join(bin, "nym-node"), "--role", "gateway",
+		"--id", "gw-exit", "--country", "CH", "--gateway-roles", "exit", "--free-pass",
+		"--data-dir", t.TempDir(), "--directory", n.urlFrom(entryAddrX),
+		"--wireguard", exitAddrE.Addr().String()+":51822", "--registration", exitAddrE.Addr().String()+":51821",
+		"--dns-upstream", inetAddr.Addr().String()+":53", "--exit-mode", exitMode)
+	n.exitGW.WaitFor(t, regexp.MustCompile(`msg="gateway up".*exit_mode=`+exitMode), readyTimeout)
+	if exitMode == "kernel" {
+		n.exitTUN = n.exitGW.WaitFor(t, regexp.MustCompile(`msg="kernel exit up" .*tun=(\S+)`), readyTimeout)[1]
+	}
+	waitListed(t, n.client, "gw-exit", n.exitGW)
+
+	n.entryGW = n.entry.Start(t, "entry gateway", filepath.Join(bin, "nym-node"), "--role", "gateway",
+		"--id", "gw-entry", "--country", "DE", "--gateway-roles", "entry", "--free-pass",
+		"--data-dir", t.TempDir(), "--directory", n.urlFrom(entryAddrC),
+		"--wireguard", entryAddrC.Addr().String()+":51822", "--registration", entryAddrC.Addr().String()+":51821")
+	n.entryGW.WaitFor(t, regexp.MustCompile(`msg="gateway up"`), readyTimeout)
+	waitListed(t, n.client, "gw-entry", n.entryGW, n.exitGW)
+	return n
 }
 
 // waitListed waits until the directory, fetched from ns, lists the node id;

@@ -1,0 +1,208 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/nymvpn/nymvpn/daemon/api"
+	"github.com/nymvpn/nymvpn/daemon/tunnelstate"
+	"github.com/nymvpn/nymvpn/modes"
+	"github.com/nymvpn/nymvpn/modes/fast"
+	"github.com/nymvpn/nymvpn/node/directory"
+	"github.com/nymvpn/nymvpn/registration"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// Stages the connector reports besides fast mode's own.
+const (
+	StageDirectory = "fetching the network directory"
+	StageChoosing  = "choosing gateways"
+	StageTUN       = "creating the tunnel device"
+)
+
+// fastConnector builds fast-mode tunnels on a kernel TUN.
+type fastConnector struct {
+	cfg         Config
+	log         *slog.Logger
+	directories *topologyCache
+}
+
+func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tunnelstate.Progress) (tunnelstate.Tunnel, error) {
+	if err := checkRunnable(s); err != nil {
+		return nil, tunnelstate.Permanent(api.CodeNotSupported, err)
+	}
+	if s.DirectoryURL == "" {
+		return nil, tunnelstate.Permanent(api.CodeNoDirectory,
+			errors.New("no network directory is configured: run `nymvpn settings set directory URL`"))
+	}
+	progress(StageDirectory, nil, nil)
+	topo, err := c.directories.get(ctx, s.DirectoryURL)
+	if err != nil {
+		return nil, fmt.Errorf("fetch the network directory: %w", err)
+	}
+	progress(StageChoosing, nil, nil)
+	entry, exit, err := modes.SelectGateways(topo, modes.ParseChoice(s.Entry), modes.ParseChoice(s.Exit), rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
+	if err != nil {
+		// The directory may change (a gateway comes back), so this is
+		// retried rather than final.
+		return nil, fmt.Errorf("choose gateways: %w", err)
+	}
+	eg, xg := gatewayOf(entry), gatewayOf(exit)
+	progress(StageTUN, &eg, &xg)
+	dev, err := tun.CreateTUN(c.cfg.Interface, fast.ExitMTU)
+	if err != nil {
+		return nil, tunnelstate.Permanent(api.CodeInternal, fmt.Errorf("create the tunnel device %s: %w (is nymvpnd running as root?)", c.cfg.Interface, err))
+	}
+	name, err := dev.Name()
+	if err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("tunnel device name: %w", err)
+	}
+	loopback := isLoopbackAddr(entry.RegistrationAddr) || isLoopbackAddr(exit.RegistrationAddr)
+	t, err := fast.Connect(ctx, fast.Config{
+		Entry: entry, Exit: exit, Inner: dev,
+		Dial:          markedDialer(c.cfg.FwMark).DialContext,
+		FwMark:        c.cfg.FwMark,
+		AllowLoopback: loopback,
+		Progress:      func(st fast.Stage) { progress(string(st), &eg, &xg) },
+		Logger:        c.log,
+	})
+	if err != nil {
+		// fast.Connect closed the device with the exit tunnel, or never
+		// took it: close it here in the latter case (a double close is
+		// harmless for wireguard-go's TUN).
+		dev.Close()
+		var rerr *registration.Error
+		if errors.As(err, &rerr) && rerr.Code == registration.CodePaymentRequired {
+			return nil, tunnelstate.Permanent(api.CodeUnavailable, fmt.Errorf("gateway wants payment: %w", err))
+		}
+		return nil, err
+	}
+	dns := s.DNS
+	if len(dns) == 0 {
+		dns = t.DNSServers()
+	}
+	info := tunnelstate.Info{Mode: api.ModeFast, Entry: eg, Exit: xg, Interface: name, MTU: fast.ExitMTU, DNS: dns}
+	for _, a := range t.Addresses() {
+		if a.Is6() && !s.IPv6 {
+			continue
+		}
+		info.Addresses = append(info.Addresses, netip.PrefixFrom(a, a.BitLen()))
+		if a.Is6() {
+			info.IPv6 = true
+		}
+	}
+	return &fastTunnel{t: t, info: info, started: time.Now()}, nil
+}
+
+// fastTunnel adapts fast.Tunnel to the state machine.
+type fastTunnel struct {
+	t       *fast.Tunnel
+	info    tunnelstate.Info
+	started time.Time
+}
+
+func (f *fastTunnel) Info() tunnelstate.Info { return f.info }
+
+func (f *fastTunnel) Traffic() api.Traffic {
+	st := f.t.Stats()
+	tr := api.Traffic{TxBytes: st.ExitTx, RxBytes: st.ExitRx}
+	if !st.LastHandshake.IsZero() {
+		h := st.LastHandshake
+		tr.LastHandshake = &h
+	}
+	return tr
+}
+
+// StaleHandshake is how old a hop's last handshake may grow before the
+// tunnel counts as dead. WireGuard renews sessions every 2 minutes while
+// packets (here at least the 25 s keepalives) flow, and drops a session
+// after 3 minutes; a little more than that means the peer is gone.
+const StaleHandshake = 3*time.Minute + 30*time.Second
+
+func (f *fastTunnel) Check(now time.Time) error {
+	st := f.t.Stats()
+	for _, h := range []struct {
+		name string
+		at   time.Time
+	}{{"exit", st.LastHandshake}, {"entry", st.EntryHandshake}} {
+		at := h.at
+		if at.IsZero() {
+			at = f.started
+		}
+		if age := now.Sub(at); age > StaleHandshake {
+			return fmt.Errorf("no WireGuard handshake with the %s gateway for %s", h.name, age.Round(time.Second))
+		}
+	}
+	return nil
+}
+
+func (f *fastTunnel) Close() error { return f.t.Close() }
+
+func gatewayOf(n directory.Node) api.Gateway {
+	g := api.Gateway{ID: n.ID, Country: n.Country, Endpoint: n.WireGuardAddr}
+	for _, r := range n.Roles {
+		switch r {
+		case directory.RoleEntry:
+			g.Roles = append(g.Roles, "entry")
+		case directory.RoleExit:
+			g.Roles = append(g.Roles, "exit")
+		}
+	}
+	return g
+}
+
+func isLoopbackAddr(hostport string) bool {
+	ap, err := netip.ParseAddrPort(hostport)
+	return err == nil && ap.Addr().IsLoopback()
+}
+
+// markedDialer dials outside the tunnel: its sockets carry the fwmark that
+// the policy routing rules send around the TUN.
+func markedDialer(mark uint32) *net.Dialer {
+	return &net.Dialer{Timeout: 15 * time.Second, Control: markControl(mark)}
+}
+
+// topologyCache fetches the directory over marked sockets and keeps the
+// verified topology for a minute, so listing gateways and connecting do not
+// fetch it twice in a row.
+type topologyCache struct {
+	http *http.Client
+	mu   sync.Mutex
+	url  string
+	at   time.Time
+	topo *directory.Topology
+}
+
+const topologyTTL = time.Minute
+
+func newTopologyCache(mark uint32) *topologyCache {
+	tr := &http.Transport{DialContext: markedDialer(mark).DialContext, Proxy: nil, MaxIdleConns: 1, IdleConnTimeout: 30 * time.Second}
+	return &topologyCache{http: &http.Client{Transport: tr, Timeout: directory.DefaultHTTPTimeout}}
+}
+
+func (c *topologyCache) get(ctx context.Context, url string) (*directory.Topology, error) {
+	c.mu.Lock()
+	if c.topo != nil && c.url == url && time.Since(c.at) < topologyTTL {
+		t := c.topo
+		c.mu.Unlock()
+		return t, nil
+	}
+	c.mu.Unlock()
+	topo, err := (&directory.Client{URL: url, HTTP: c.http}).Fetch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.url, c.at, c.topo = url, time.Now(), topo
+	c.mu.Unlock()
+	return topo, nil
+}

@@ -1,0 +1,389 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nymvpn/nymvpn/daemon/api"
+	"github.com/nymvpn/nymvpn/daemon/control"
+	"github.com/nymvpn/nymvpn/daemon/settings"
+	"github.com/nymvpn/nymvpn/daemon/tunnelstate"
+	"github.com/nymvpn/nymvpn/platform"
+	"github.com/nymvpn/nymvpn/version"
+)
+
+// Config configures the daemon.
+type Config struct {
+	// Socket is the control socket's path; empty is api.DefaultSocket().
+	Socket string
+	// StateDir holds settings, target and the system-change journal.
+	StateDir string
+	// DirectoryURL, when set, is used if the settings name no directory.
+	DirectoryURL string
+	// Interface is the TUN's name; empty is DefaultInterface.
+	Interface string
+	// FwMark marks the daemon's own outer sockets; 0 is platform.DefaultFwMark.
+	FwMark uint32
+	// Table is the routing table of the tunnel's routes; 0 is platform.DefaultTable.
+	Table int
+	// DNSBackend chooses systemd-resolved or resolv.conf; empty is auto.
+	DNSBackend platform.DNSBackend
+	// ResolvConf is resolv.conf's path; empty is /etc/resolv.conf.
+	ResolvConf string
+	// Group and OperatorUID say who may change state besides root.
+	Group       string
+	OperatorUID int
+	Logger      *slog.Logger
+	// Ready, if set, is called once the socket accepts requests.
+	Ready func()
+}
+
+func platformDir(stateDir string) string { return filepath.Join(stateDir, "platform") }
+
+// DefaultInterface is the TUN's name.
+const DefaultInterface = "nymvpn0"
+
+// Run runs the daemon until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	log := cfg.Logger
+	if cfg.StateDir == "" {
+		return errors.New("daemon: no state directory")
+	}
+	if cfg.Socket == "" {
+		cfg.Socket = api.DefaultSocket()
+	}
+	if cfg.Interface == "" {
+		cfg.Interface = DefaultInterface
+	}
+	if cfg.FwMark == 0 {
+		cfg.FwMark = platform.DefaultFwMark
+	}
+	if cfg.Table == 0 {
+		cfg.Table = platform.DefaultTable
+	}
+	if cfg.Group == "" {
+		cfg.Group = control.DefaultGroup
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("daemon: state directory: %w", err)
+	}
+	if err := os.Chmod(cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("daemon: state directory: %w", err)
+	}
+
+	// Put the machine back as it was if a previous run died with the
+	// tunnel up, before anything else touches the network.
+	sys, err := platform.New(platform.Options{
+		StateDir: platformDir(cfg.StateDir), ResolvConf: cfg.ResolvConf,
+		DNSBackend: cfg.DNSBackend, Logger: log.With("part", "platform"),
+	})
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	defer sys.Close()
+	if err := sys.Recover(ctx); err != nil {
+		if errors.Is(err, platform.ErrCorruptJournal) {
+			log.Error("the journal of system changes was corrupt; undid what could be found", "err", err)
+		} else {
+			log.Error("undoing the system changes of the previous run failed; will retry before connecting", "err", err)
+		}
+	}
+
+	d := &daemon{cfg: cfg, log: log, settingsPath: filepath.Join(cfg.StateDir, "settings.json")}
+	s, err := settings.Load(d.settingsPath)
+	var corrupt *settings.CorruptError
+	if errors.As(err, &corrupt) {
+		log.Error("the settings file was corrupt: it was moved aside and defaults are in use", "err", err)
+		d.notice = err.Error()
+	} else if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	d.settings = s
+	target := tunnelstate.FileTarget{Path: filepath.Join(cfg.StateDir, "target.json")}
+	wantConnected, terr := target.Load()
+	if terr != nil {
+		log.Error("the target file was corrupt; staying disconnected", "err", terr)
+	}
+	targetName := "disconnected"
+	if wantConnected {
+		targetName = "connected"
+	}
+	d.hub = control.NewHub(api.Status{
+		State: api.State{Kind: api.Disconnected}, Target: targetName, Settings: s,
+		Daemon: api.DaemonInfo{Version: version.String(), PID: os.Getpid()},
+	})
+	d.connector = &fastConnector{cfg: cfg, log: log.With("part", "fast"), directories: newTopologyCache(cfg.FwMark)}
+	d.machine = tunnelstate.New(tunnelstate.Config{
+		Connector: d.connector,
+		System:    &systemAdapter{sys: sys, cfg: cfg},
+		Target:    &publishedTarget{store: target, hub: d.hub},
+		Settings:  d.currentSettings,
+		OnState:   d.hub.SetState,
+		OnTraffic: d.hub.SetTraffic,
+		Logger:    log.With("part", "tunnel"),
+	})
+
+	srv, err := control.New(control.Config{
+		Backend: d, Hub: d.hub, Authorizer: &control.Policy{Group: cfg.Group, OperatorUID: cfg.OperatorUID},
+		Logger: log.With("part", "api"),
+	})
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	ln, err := control.Listen(cfg.Socket)
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	machineDone := make(chan error, 1)
+	wg.Go(func() { machineDone <- d.machine.Run(ctx) })
+	serveDone := make(chan error, 1)
+	wg.Go(func() { serveDone <- srv.Serve(ln) })
+	wg.Go(func() {
+		err := platform.WatchNetwork(ctx, func(name string) bool { return name == cfg.Interface }, func(c platform.NetworkChange) {
+			log.Info("network", "online", c.Online)
+			d.machine.SetOnline(ctx, c.Online)
+		})
+		if err != nil && ctx.Err() == nil {
+			log.Warn("cannot watch the network; assuming it is up", "err", err)
+		}
+	})
+	if d.settings.AutoConnect && !wantConnected {
+		log.Info("auto-connect is on: connecting")
+		if _, err := d.machine.Connect(ctx); err != nil {
+			log.Error("auto-connect", "err", err)
+		}
+	}
+	log.Info("nymvpnd ready", "socket", cfg.Socket, "state_dir", cfg.StateDir, "version", version.String())
+	if cfg.Ready != nil {
+		cfg.Ready()
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-serveDone:
+		runErr = fmt.Errorf("daemon: control API: %w", err)
+		serveDone <- nil
+	}
+	log.Info("nymvpnd stopping")
+	shutCtx, shutCancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	srv.Shutdown(shutCtx)
+	shutCancel()
+	cancel()
+	wg.Wait()
+	if err := <-machineDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	log.Info("nymvpnd stopped")
+	return runErr
+}
+
+// daemon implements control.Backend.
+type daemon struct {
+	cfg          Config
+	log          *slog.Logger
+	hub          *control.Hub
+	machine      *tunnelstate.Machine
+	connector    *fastConnector
+	settingsPath string
+	notice       string
+
+	mu       sync.Mutex // guards settings and serializes changes to them
+	settings api.Settings
+}
+
+func (d *daemon) currentSettings() api.Settings {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.settings
+	if s.DirectoryURL == "" {
+		s.DirectoryURL = d.cfg.DirectoryURL
+	}
+	return s
+}
+
+// update applies a patch, saves and publishes it; it reports whether a
+// choice that shapes the tunnel changed.
+func (d *daemon) update(p api.SettingsPatch) (api.Settings, bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old := d.settings
+	s, err := settings.Apply(old, p)
+	if err != nil {
+		return old, false, err
+	}
+	if err := settings.Save(d.settingsPath, s); err != nil {
+		return old, false, fmt.Errorf("save settings: %w", err)
+	}
+	d.settings = s
+	d.hub.SetSettings(s)
+	return s, tunnelShapeChanged(old, s), nil
+}
+
+func tunnelShapeChanged(a, b api.Settings) bool {
+	if a.Mode != b.Mode || a.Entry != b.Entry || a.Exit != b.Exit || a.IPv6 != b.IPv6 || a.DirectoryURL != b.DirectoryURL {
+		return true
+	}
+	if len(a.DNS) != len(b.DNS) {
+		return true
+	}
+	for i := range a.DNS {
+		if a.DNS[i] != b.DNS[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// Connect implements control.Backend.
+func (d *daemon) Connect(ctx context.Context, req api.ConnectRequest) (api.State, error) {
+	var p api.SettingsPatch
+	if req.Mode != "" {
+		p.Mode = &req.Mode
+	}
+	if req.Entry != "" {
+		p.Entry = &req.Entry
+	}
+	if req.Exit != "" {
+		p.Exit = &req.Exit
+	}
+	s, changed, err := d.update(p)
+	if err != nil {
+		return api.State{}, err
+	}
+	if err := checkRunnable(s); err != nil {
+		return api.State{}, err
+	}
+	if d.cfg.DirectoryURL == "" && s.DirectoryURL == "" {
+		return api.State{}, &api.APIError{Code: api.CodeNoDirectory,
+			Message: "no network directory is configured: run `nymvpn settings set directory URL` (nym-localnet prints the URL)"}
+	}
+	st, err := d.machine.State(ctx)
+	if err != nil {
+		return api.State{}, err
+	}
+	if changed && (st.Kind == api.Connected || st.Kind == api.Connecting) {
+		d.log.Info("connect with new choices: reconnecting")
+		return d.machine.Reconnect(ctx)
+	}
+	return d.machine.Connect(ctx)
+}
+
+// checkRunnable refuses what this build cannot run, before anything moves.
+func checkRunnable(s api.Settings) error {
+	if s.Mode == api.ModeMixnet {
+		return &api.APIError{Code: api.CodeNotSupported,
+			Message: "mixnet mode is not available in this version yet; use fast mode (nymvpn connect --mode fast)"}
+	}
+	return nil
+}
+
+// Disconnect implements control.Backend.
+func (d *daemon) Disconnect(ctx context.Context) (api.State, error) {
+	return d.machine.Disconnect(ctx)
+}
+
+// UpdateSettings implements control.Backend.
+func (d *daemon) UpdateSettings(ctx context.Context, p api.SettingsPatch) (api.Settings, error) {
+	s, changed, err := d.update(p)
+	if err != nil {
+		return s, err
+	}
+	if changed {
+		st, err := d.machine.State(ctx)
+		if err == nil && (st.Kind == api.Connected || st.Kind == api.Connecting) {
+			if checkRunnable(s) != nil {
+				d.log.Info("settings changed to a mode this build cannot run; keeping the current tunnel")
+			} else {
+				d.log.Info("settings changed while connected: reconnecting")
+				d.machine.Reconnect(ctx)
+			}
+		}
+	}
+	return s, nil
+}
+
+// Gateways implements control.Backend.
+func (d *daemon) Gateways(ctx context.Context, role, country string) ([]api.Gateway, error) {
+	s := d.currentSettings()
+	if s.DirectoryURL == "" {
+		return nil, &api.APIError{Code: api.CodeNoDirectory,
+			Message: "no network directory is configured: run `nymvpn settings set directory URL`"}
+	}
+	topo, err := d.connector.directories.get(ctx, s.DirectoryURL)
+	if err != nil {
+		return nil, &api.APIError{Code: api.CodeUnavailable, Message: "cannot reach the network directory: " + err.Error()}
+	}
+	var out []api.Gateway
+	for _, n := range topo.Nodes {
+		if !n.IsGateway() {
+			continue
+		}
+		g := gatewayOf(n)
+		if country != "" && g.Country != country {
+			continue
+		}
+		if role != "" && !containsRole(g.Roles, role) {
+			continue
+		}
+		out = append(out, g)
+	}
+	return out, nil
+}
+
+func containsRole(roles []string, r string) bool {
+	for _, x := range roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+// publishedTarget persists the target and publishes it.
+type publishedTarget struct {
+	store tunnelstate.FileTarget
+	hub   *control.Hub
+}
+
+func (p *publishedTarget) Load() (bool, error) { return p.store.Load() }
+
+func (p *publishedTarget) Save(connect bool) error {
+	if err := p.store.Save(connect); err != nil {
+		return err
+	}
+	if connect {
+		p.hub.SetTarget("connected")
+	} else {
+		p.hub.SetTarget("disconnected")
+	}
+	return nil
+}
+
+// systemAdapter turns tunnel info into the platform's configuration.
+type systemAdapter struct {
+	sys *platform.System
+	cfg Config
+}
+
+func (a *systemAdapter) Up(ctx context.Context, info tunnelstate.Info) error {
+	return a.sys.Up(ctx, platform.NetConfig{
+		Interface: info.Interface, MTU: info.MTU, Addresses: info.Addresses, DNS: info.DNS,
+		FwMark: a.cfg.FwMark, Table: a.cfg.Table, IPv6: info.IPv6,
+	})
+}
+
+func (a *systemAdapter) Down(ctx context.Context) error { return a.sys.Down(ctx) }

@@ -1,0 +1,4 @@
+package daemon
+
+// DefaultStateDir is where nymvpnd keeps its state.
+func DefaultStateDir() string { return "/Library/Application Support/nymvpn" }

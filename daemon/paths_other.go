@@ -1,0 +1,6 @@
+//go:build !linux && !darwin && !windows
+
+package daemon
+
+// DefaultStateDir is where nymvpnd keeps its state.
+func DefaultStateDir() string { return "/var/db/nymvpn" }

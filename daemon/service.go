@@ -1,0 +1,269 @@
+package daemon
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/kardianos/service"
+
+	"github.com/nymvpn/nymvpn/daemon/api"
+	"github.com/nymvpn/nymvpn/platform"
+	"github.com/nymvpn/nymvpn/version"
+)
+
+// SystemdUnit is nymvpnd's own systemd unit: restart within a second of a
+// crash, a runtime directory for the socket, a state directory for the
+// settings, and a cleanup step after every stop that undoes any routes and
+// DNS a killed daemon left behind. {{Path | cmdEscape}} is the binary.
+//
+//go:embed nymvpnd.service
+var SystemdUnit string
+
+const serviceName = "nymvpnd"
+
+// serviceConfig describes the service to kardianos/service for every OS.
+func serviceConfig(args []string) *service.Config {
+	return &service.Config{
+		Name:        serviceName,
+		DisplayName: "nymvpn daemon",
+		Description: "nymvpn: the VPN tunnel service (fast and mixnet modes)",
+		Arguments:   append([]string{"run"}, args...),
+		Option: service.KeyValue{
+			// Linux: our own unit.
+			"SystemdScript": SystemdUnit,
+			// macOS: launchd starts it at boot and restarts it if it dies.
+			"KeepAlive": true,
+			"RunAtLoad": true,
+			// Windows: start at boot, restart a second after a failure.
+			"StartType":              "automatic",
+			"OnFailure":              "restart",
+			"OnFailureDelayDuration": "1s",
+			"OnFailureResetPeriod":   60,
+		},
+	}
+}
+
+// program adapts Run to kardianos/service.
+type program struct {
+	cfg    Config
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (p *program) Start(service.Service) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.done = make(chan error, 1)
+	ready := make(chan struct{})
+	var once sync.Once
+	p.cfg.Ready = func() { once.Do(func() { close(ready) }) }
+	go func() { p.done <- Run(ctx, p.cfg) }()
+	select {
+	case <-ready:
+		return nil
+	case err := <-p.done:
+		p.done <- err
+		return err
+	}
+}
+
+func (p *program) Stop(service.Service) error {
+	p.cancel()
+	return <-p.done
+}
+
+const usage = `usage: nymvpnd <command> [flags]
+
+commands:
+  run         run the daemon in the foreground (what the service runs)
+  install     install nymvpnd as a system service (flags after it are passed to run)
+  uninstall   remove the service
+  start       start the installed service
+  stop        stop the service
+  status      print whether the service is running
+  cleanup     undo routes and DNS left behind by a daemon that died (the service runs it after every stop)
+  version     print the version
+
+run flags:
+`
+
+// Main is nymvpnd's command line; it returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) < 1 {
+		fmt.Fprint(stderr, usage)
+		f := runFlags(stderr)
+		f.fs.PrintDefaults()
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "version", "--version":
+		fmt.Fprintln(stdout, "nymvpnd", version.String())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		f := runFlags(stdout)
+		f.fs.PrintDefaults()
+		return 0
+	case "run", "cleanup", "install":
+		f := runFlags(stderr)
+		if err := f.fs.Parse(rest); err != nil {
+			return 2
+		}
+		cfg, err := f.config()
+		if err != nil {
+			fmt.Fprintln(stderr, "nymvpnd:", err)
+			return 2
+		}
+		switch cmd {
+		case "run":
+			return runService(cfg, stderr)
+		case "cleanup":
+			return cleanup(cfg, stdout, stderr)
+		default:
+			return serviceControl(cmd, rest, stdout, stderr)
+		}
+	case "uninstall", "start", "stop", "status":
+		return serviceControl(cmd, nil, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "nymvpnd: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
+
+type flags struct {
+	fs                                     *flag.FlagSet
+	socket, stateDir, directory, iface     string
+	group, operator, dnsBackend, resolv, l string
+}
+
+func runFlags(out io.Writer) *flags {
+	f := &flags{fs: flag.NewFlagSet("nymvpnd run", flag.ContinueOnError)}
+	f.fs.SetOutput(out)
+	f.fs.StringVar(&f.socket, "socket", api.DefaultSocket(), "control socket path")
+	f.fs.StringVar(&f.stateDir, "state-dir", DefaultStateDir(), "directory for settings, target and the system-change journal (0700)")
+	f.fs.StringVar(&f.directory, "directory", os.Getenv("NYMVPN_DIRECTORY"), "network directory URL with its pinned key, used when the settings name none")
+	f.fs.StringVar(&f.iface, "interface", DefaultInterface, "name of the TUN device")
+	f.fs.StringVar(&f.group, "group", "nymvpn", "members of this group may change the VPN's state")
+	f.fs.StringVar(&f.operator, "operator", "", "a user (name or uid) who may change the VPN's state")
+	f.fs.StringVar(&f.dnsBackend, "dns", "auto", "how to set DNS: auto, resolved (systemd-resolved) or resolvconf")
+	f.fs.StringVar(&f.resolv, "resolv-conf", platform.DefaultResolvConf, "resolv.conf to manage when systemd-resolved is not used")
+	f.fs.StringVar(&f.l, "log-level", "info", "debug, info, warn or error")
+	return f
+}
+
+func (f *flags) config() (Config, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(f.l)); err != nil {
+		return Config{}, fmt.Errorf("--log-level: %w", err)
+	}
+	backend := platform.DNSBackend(f.dnsBackend)
+	switch backend {
+	case platform.DNSAuto, platform.DNSResolved, platform.DNSResolvConf:
+	default:
+		return Config{}, fmt.Errorf("--dns must be auto, resolved or resolvconf, not %q", f.dnsBackend)
+	}
+	cfg := Config{
+		Socket: f.socket, StateDir: f.stateDir, DirectoryURL: f.directory, Interface: f.iface,
+		Group: f.group, DNSBackend: backend, ResolvConf: f.resolv,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})),
+	}
+	if f.operator != "" {
+		uid, err := lookupUID(f.operator)
+		if err != nil {
+			return Config{}, fmt.Errorf("--operator: %w", err)
+		}
+		cfg.OperatorUID = uid
+	}
+	return cfg, nil
+}
+
+func lookupUID(s string) (int, error) {
+	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
+		return n, nil
+	}
+	u, err := user.Lookup(s)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(u.Uid)
+}
+
+func runService(cfg Config, stderr io.Writer) int {
+	p := &program{cfg: cfg}
+	s, err := service.New(p, serviceConfig(nil))
+	if err != nil {
+		fmt.Fprintln(stderr, "nymvpnd:", err)
+		return 1
+	}
+	if err := s.Run(); err != nil {
+		fmt.Fprintln(stderr, "nymvpnd:", err)
+		return 1
+	}
+	return 0
+}
+
+// cleanup undoes what a daemon that died left behind, without starting one.
+func cleanup(cfg Config, stdout, stderr io.Writer) int {
+	sys, err := platform.New(platform.Options{StateDir: platformDir(cfg.StateDir), ResolvConf: cfg.ResolvConf, DNSBackend: cfg.DNSBackend, Logger: cfg.Logger})
+	if err != nil {
+		fmt.Fprintln(stderr, "nymvpnd cleanup:", err)
+		return 1
+	}
+	defer sys.Close()
+	if err := sys.Recover(context.Background()); err != nil {
+		fmt.Fprintln(stderr, "nymvpnd cleanup:", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, "nymvpnd: no system changes left behind")
+	return 0
+}
+
+func serviceControl(cmd string, runArgs []string, stdout, stderr io.Writer) int {
+	s, err := service.New(&program{}, serviceConfig(runArgs))
+	if err != nil {
+		fmt.Fprintln(stderr, "nymvpnd:", err)
+		return 1
+	}
+	if cmd == "status" {
+		st, err := s.Status()
+		if err != nil {
+			if errors.Is(err, service.ErrNotInstalled) {
+				fmt.Fprintln(stdout, "nymvpnd: not installed")
+				return 3
+			}
+			fmt.Fprintln(stderr, "nymvpnd:", err)
+			return 1
+		}
+		names := map[service.Status]string{service.StatusRunning: "running", service.StatusStopped: "stopped"}
+		name, ok := names[st]
+		if !ok {
+			name = "unknown"
+		}
+		fmt.Fprintln(stdout, "nymvpnd:", name)
+		if st != service.StatusRunning {
+			return 3
+		}
+		return 0
+	}
+	if err := service.Control(s, cmd); err != nil {
+		msg := err.Error()
+		if strings.Contains(msg, "ermission") || strings.Contains(msg, "denied") {
+			msg += " (run it as root / an administrator)"
+		}
+		fmt.Fprintf(stderr, "nymvpnd %s: %s\n", cmd, msg)
+		return 1
+	}
+	fmt.Fprintf(stdout, "nymvpnd: %s done\n", cmd)
+	return 0
+}

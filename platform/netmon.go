@@ -1,0 +1,28 @@
+package platform
+
+import (
+	"context"
+	"net/netip"
+)
+
+// NetworkChange is what WatchNetwork reports.
+type NetworkChange struct {
+	// Online is true while some interface other than the tunnel's is up
+	// with a global unicast address: the host could reach a gateway.
+	Online bool
+}
+
+// usableAddr reports whether an interface address could carry traffic to a
+// gateway: loopback and link-local addresses cannot.
+func usableAddr(a netip.Addr) bool {
+	return a.IsValid() && !a.IsLoopback() && !a.IsLinkLocalUnicast() && !a.IsMulticast() && !a.IsUnspecified()
+}
+
+// WatchNetwork calls onChange with the host's connectivity at once and
+// again whenever it changes, until ctx ends. Interfaces for which ignore
+// returns true (the tunnel's own TUN) do not count. On systems without a
+// watcher it reports online once and returns nil, so the daemon never
+// believes itself offline there.
+func WatchNetwork(ctx context.Context, ignore func(ifname string) bool, onChange func(NetworkChange)) error {
+	return watchNetwork(ctx, ignore, onChange)
+}
