@@ -105,6 +105,11 @@ func runHelper(mode string, cfg helperConfig) error {
 		return nil
 	case "session":
 		return helperSession(cfg, log)
+	case "netmon":
+		// Prints each verdict of WatchNetwork, ignoring the "nymvpn0" link.
+		return WatchNetwork(context.Background(), func(n string) bool { return n == "nymvpn0" }, func(c NetworkChange) {
+			fmt.Printf("NETWORK online=%v\n", c.Online)
+		})
 	}
 	return fmt.Errorf("unknown helper mode %q", mode)
 }
