@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"sync/atomic"
 	"time"
 
 	"github.com/nymvpn/nymvpn/node/directory"
@@ -24,8 +23,11 @@ type DirectoryConfig struct {
 	Listen  string // HTTP address
 	DataDir string
 	// Open accepts announcements from any node (a test network).
-	Open   bool
-	Logger *slog.Logger
+	Open bool
+	// EpochLength is the epoch (default directory.DefaultEpochLength):
+	// mix layers and Sphinx keys change every epoch.
+	EpochLength time.Duration
+	Logger      *slog.Logger
 	// Ready, if set, is called with the pinned URL once serving.
 	Ready func(url string)
 }
@@ -36,7 +38,7 @@ func RunDirectory(ctx context.Context, cfg DirectoryConfig) error {
 	if err != nil {
 		return err
 	}
-	srv, err := directory.NewServer(directory.ServerConfig{Key: keys.Identity, Open: cfg.Open, Logger: cfg.Logger})
+	srv, err := directory.NewServer(directory.ServerConfig{Key: keys.Identity, Open: cfg.Open, EpochLength: cfg.EpochLength, Logger: cfg.Logger})
 	if err != nil {
 		return err
 	}
@@ -78,34 +80,45 @@ type GatewayConfig struct {
 	Exit     gateway.ExitPolicy
 	Pool4    netip.Prefix
 	Pool6    netip.Prefix
-	Logger   *slog.Logger
-	Ready    func(*gateway.Gateway)
+	// MixListen (TCP), if set, makes the gateway a Sphinx final hop;
+	// MixClientListen (TCP) is where an entry gateway takes mixnet clients
+	// (required with MixListen for the entry role).
+	MixListen, MixClientListen netip.AddrPort
+	// Metrics, if set, serves Prometheus metrics at http://Metrics/metrics.
+	Metrics string
+	Logger  *slog.Logger
+	Ready   func(*gateway.Gateway)
 }
 
 // RunGateway runs a gateway until ctx ends: it announces itself to the
-// directory every minute and refreshes its topology copy every 15 s.
+// directory every minute (and at once when its Sphinx keys rotate) and
+// refreshes its topology copy every 5 s.
 func RunGateway(ctx context.Context, cfg GatewayConfig) (err error) {
 	keys, err := LoadKeys(cfg.DataDir)
 	if err != nil {
 		return err
 	}
-	dir := &directory.Client{URL: cfg.DirectoryURL}
-	var topo atomic.Pointer[directory.Topology]
-	fetch := func() error {
-		fctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		defer cancel()
-		t, err := dir.Fetch(fctx)
-		if err == nil {
-			topo.Store(t)
-		}
-		return err
-	}
-	gw, err := gateway.New(gateway.Config{
+	topo := newTopoSource(ctx, cfg.DirectoryURL, cfg.Logger)
+	fetch := topo.Fetch
+	changed := make(chan struct{}, 1)
+	gcfg := gateway.Config{
 		ID: cfg.ID, Roles: cfg.Roles, NoiseKey: keys.Noise, WireGuardKey: keys.WireGuard,
 		WireGuardListen: cfg.WireGuard, RegistrationListen: cfg.Registration,
 		Pool4: cfg.Pool4, Pool6: cfg.Pool6, FreePass: cfg.FreePass, Exit: cfg.Exit,
 		Topology: topo.Load, Logger: cfg.Logger,
-	})
+	}
+	if cfg.MixListen.IsValid() {
+		// The Sphinx side needs the epoch length before it makes its keys.
+		t, err := topo.Until()
+		if err != nil {
+			return err
+		}
+		gcfg.Mixnet = &gateway.MixnetConfig{
+			Listen: cfg.MixListen, ClientListen: cfg.MixClientListen, EpochLength: time.Duration(t.EpochLength),
+			OnKeys: func() { notify(changed) }, TopologyStale: topo.Kick,
+		}
+	}
+	gw, err := gateway.New(gcfg)
 	if err != nil {
 		return err
 	}
@@ -116,28 +129,42 @@ func RunGateway(ctx context.Context, cfg GatewayConfig) (err error) {
 			err = errors.Join(err, cerr)
 		}
 	}()
-	n := gw.Node()
-	n.Country = cfg.Country
-	n.IdentityKey = keys.Identity.Public().(ed25519.PublicKey)
-	if cfg.Announce.IsValid() {
-		n.WireGuardAddr = netip.AddrPortFrom(cfg.Announce, gw.WireGuardAddr().Port()).String()
-		n.RegistrationAddr = netip.AddrPortFrom(cfg.Announce, gw.RegistrationAddr().Port()).String()
+	describe := func() directory.Node {
+		n := gw.Node()
+		n.Country = cfg.Country
+		n.IdentityKey = keys.Identity.Public().(ed25519.PublicKey)
+		if a := cfg.Announce; a.IsValid() {
+			n.WireGuardAddr = netip.AddrPortFrom(a, gw.WireGuardAddr().Port()).String()
+			n.RegistrationAddr = netip.AddrPortFrom(a, gw.RegistrationAddr().Port()).String()
+			if m := gw.Mixnode(); m != nil {
+				n.MixAddr = netip.AddrPortFrom(a, m.Addr().Port()).String()
+			}
+			if c := gw.MixClientAddr(); c.IsValid() {
+				n.MixClientAddr = netip.AddrPortFrom(a, c.Port()).String()
+			}
+		}
+		return n
 	}
-	if err := n.Validate(); err != nil {
-		return fmt.Errorf("gateway: descriptor: %w", err)
+	if n := describe(); n.Validate() != nil {
+		return fmt.Errorf("gateway: descriptor: %w", n.Validate())
 	}
 	go func() {
-		if err := directory.Announce(ctx, cfg.DirectoryURL, &n, keys.Identity, time.Minute, cfg.Logger); err != nil && !errors.Is(err, context.Canceled) {
+		if err := directory.AnnounceFunc(ctx, cfg.DirectoryURL, describe, keys.Identity, time.Minute, changed, cfg.Logger); err != nil && !errors.Is(err, context.Canceled) {
 			cfg.Logger.Error("announcing to the directory stopped", "err", err)
 		}
 	}()
+	if cfg.Metrics != "" {
+		if err := serveMetrics(ctx, cfg.Metrics, gw.Families, cfg.Logger); err != nil {
+			return err
+		}
+	}
 	if err := fetch(); err != nil {
 		cfg.Logger.Warn("directory not reachable yet; entry traffic is refused until it is", "err", err)
 	}
 	if cfg.Ready != nil {
 		cfg.Ready(gw)
 	}
-	tick := time.NewTicker(15 * time.Second)
+	tick := time.NewTicker(topologyRefresh)
 	defer tick.Stop()
 	for {
 		select {
@@ -146,6 +173,9 @@ func RunGateway(ctx context.Context, cfg GatewayConfig) (err error) {
 			cfg.Logger.Info("gateway stopping", "peers", st.Peers, "registered", st.Registered,
 				"entry_flows", st.EntryFlows, "exit_flows", st.ExitFlows, "policy_refused", st.PolicyRefused,
 				"kernel_out", st.KernelOut, "kernel_in", st.KernelIn)
+			if m := gw.Mixnode(); m != nil {
+				logSphinxStats(cfg.Logger, m)
+			}
 			return nil
 		case <-tick.C:
 			if err := fetch(); err != nil {

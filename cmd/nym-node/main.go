@@ -1,4 +1,5 @@
-// Command nym-node runs one node of the network: a directory or a gateway.
+// Command nym-node runs one node of the network — a directory, a gateway or
+// a mix node — or, as `nym-node probe`, checks every mixnet route.
 package main
 
 import (
@@ -15,21 +16,29 @@ import (
 	"github.com/nymvpn/nymvpn/node"
 	"github.com/nymvpn/nymvpn/node/directory"
 	"github.com/nymvpn/nymvpn/node/gateway"
+	"github.com/nymvpn/nymvpn/node/mixnode"
 	"github.com/nymvpn/nymvpn/version"
 )
 
 func main() {
-	role := flag.String("role", "", "directory or gateway")
+	if len(os.Args) > 1 && os.Args[1] == "probe" {
+		os.Exit(probe(os.Args[2:]))
+	}
+	role := flag.String("role", "", "directory, gateway or mixnode")
 	dataDir := flag.String("data-dir", "", "where the node keeps its keys (created 0700)")
 	listen := flag.String("listen", "127.0.0.1:8080", "directory: HTTP listen address")
 	open := flag.Bool("open", false, "directory: accept announcements from any node (test networks)")
-	id := flag.String("id", "", "gateway: node id, e.g. gw-de-1")
-	country := flag.String("country", "", "gateway: ISO country code, e.g. DE")
+	epochLength := flag.Duration("epoch-length", directory.DefaultEpochLength, "directory: epoch length (mix layers and Sphinx keys change every epoch)")
+	id := flag.String("id", "", "gateway, mixnode: node id, e.g. gw-de-1")
+	country := flag.String("country", "", "gateway, mixnode: ISO country code, e.g. DE")
+	mix := flag.String("mix", "", "gateway, mixnode: Sphinx TCP listen address (mixnode default 127.0.0.1:1789; a gateway without it takes no mixnet traffic)")
+	mixClient := flag.String("mix-client", "", "entry gateway with --mix: TCP listen address for mixnet clients")
+	metricsAddr := flag.String("metrics", "", "gateway, mixnode: serve Prometheus metrics at http://ADDR/metrics")
 	gwRoles := flag.String("gateway-roles", "entry,exit", "gateway: entry, exit or both")
-	dirURL := flag.String("directory", "", "gateway: directory URL with its key (?key=...)")
+	dirURL := flag.String("directory", "", "gateway, mixnode: directory URL with its key (?key=...)")
 	wg := flag.String("wireguard", "127.0.0.1:51822", "gateway: WireGuard UDP listen address")
 	reg := flag.String("registration", "127.0.0.1:51821", "gateway: registration TCP listen address")
-	announce := flag.String("announce", "", "gateway: address to publish if not the listen address")
+	announce := flag.String("announce", "", "gateway, mixnode: address to publish if not the listen address")
 	freePass := flag.Bool("free-pass", false, "gateway: admit clients without a ticket (development only)")
 	outbound := flag.String("outbound-addr", "", "gateway: local address exit traffic leaves from")
 	dnsUp := flag.String("dns-upstream", "", "gateway: resolver for exit clients' DNS, ip:port")
@@ -56,7 +65,7 @@ func main() {
 	var err error
 	switch *role {
 	case "directory":
-		err = node.RunDirectory(ctx, node.DirectoryConfig{Listen: *listen, DataDir: *dataDir, Open: *open, Logger: log,
+		err = node.RunDirectory(ctx, node.DirectoryConfig{Listen: *listen, DataDir: *dataDir, Open: *open, EpochLength: *epochLength, Logger: log,
 			Ready: func(url string) { fmt.Println("directory:", url) }})
 	case "gateway":
 		cfg := node.GatewayConfig{ID: *id, Country: strings.ToUpper(*country), DirectoryURL: *dirURL, DataDir: *dataDir,
@@ -66,6 +75,16 @@ func main() {
 		}
 		cfg.WireGuard = mustAddrPort("--wireguard", *wg)
 		cfg.Registration = mustAddrPort("--registration", *reg)
+		cfg.Metrics = *metricsAddr
+		if *mix != "" {
+			cfg.MixListen = mustAddrPort("--mix", *mix)
+		}
+		if *mixClient != "" {
+			if *mix == "" {
+				fatal("--mix-client needs --mix: a gateway that takes mixnet clients is a Sphinx hop too")
+			}
+			cfg.MixClientListen = mustAddrPort("--mix-client", *mixClient)
+		}
 		if *announce != "" {
 			cfg.Announce = mustAddr("--announce", *announce)
 		}
@@ -86,10 +105,24 @@ func main() {
 			fatal("a gateway needs --directory, --id and --country")
 		}
 		err = node.RunGateway(ctx, cfg)
+	case "mixnode":
+		cfg := node.MixnodeConfig{ID: *id, Country: strings.ToUpper(*country), DirectoryURL: *dirURL, DataDir: *dataDir,
+			Metrics: *metricsAddr, Logger: log, Ready: func(m *mixnode.Node) { fmt.Println("mixnode: sphinx", m.Addr()) }}
+		if *mix == "" {
+			*mix = "127.0.0.1:1789"
+		}
+		cfg.Listen = mustAddrPort("--mix", *mix)
+		if *announce != "" {
+			cfg.Announce = mustAddr("--announce", *announce)
+		}
+		if cfg.DirectoryURL == "" || cfg.ID == "" || cfg.Country == "" {
+			fatal("a mix node needs --directory, --id and --country")
+		}
+		err = node.RunMixnode(ctx, cfg)
 	case "":
-		fatal("--role is required: directory or gateway")
+		fatal("--role is required: directory, gateway or mixnode (or the probe command: nym-node probe --directory URL)")
 	default:
-		fatal("unknown --role %q: want directory or gateway (mixnode and issuer come later)", *role)
+		fatal("unknown --role %q: want directory, gateway or mixnode (issuer comes later)", *role)
 	}
 	if err != nil {
 		fatal("%v", err)

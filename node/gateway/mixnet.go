@@ -48,6 +48,9 @@ type MixnetConfig struct {
 	MaxClients, ClientQueue int
 	// OnKeys is called when the published Sphinx keys change.
 	OnKeys func()
+	// TopologyStale is called when a node is not found in the topology
+	// (see mixnode.Config.TopologyStale).
+	TopologyStale func()
 	// Now is the clock for epochs (tests); default time.Now.
 	Now func() time.Time
 }
@@ -113,7 +116,8 @@ func (g *Gateway) startMixnet() error {
 	m := &mixSide{g: g, cfg: cfg, log: g.log, clients: map[sphinx.Recipient]*mixClient{}, conns: map[net.Conn]struct{}{}}
 	node, err := mixnode.New(mixnode.Config{
 		ID: g.cfg.ID, NoiseKey: g.cfg.NoiseKey, Listen: cfg.Listen, Topology: g.cfg.Topology,
-		EpochLength: cfg.EpochLength, KeyGrace: cfg.KeyGrace, Final: m.final, OnKeys: cfg.OnKeys,
+		TopologyStale: cfg.TopologyStale,
+		EpochLength:   cfg.EpochLength, KeyGrace: cfg.KeyGrace, Final: m.final, OnKeys: cfg.OnKeys,
 		Limits: cfg.Limits, Now: cfg.Now, Logger: g.log,
 	})
 	if err != nil {

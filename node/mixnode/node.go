@@ -110,6 +110,10 @@ type Config struct {
 	// Topology returns the node's current copy of the directory: next hops
 	// are looked up in it and only the nodes it lists may connect.
 	Topology func() *directory.Topology
+	// TopologyStale, if set, is called when a node is not found (at most
+	// ten times a second): the owner may fetch a fresher topology, so a node
+	// that just joined is found soon. It must not block.
+	TopologyStale func()
 	// EpochLength is the directory's epoch length.
 	EpochLength time.Duration
 	// KeyGrace is how long a key is still accepted after its epoch ended
@@ -298,7 +302,7 @@ func (n *Node) rotateLoop() {
 
 // Lookup finds a node of the topology by its Sphinx id.
 func (n *Node) Lookup(id sphinx.NodeID) (*directory.Node, bool) {
-	return n.topo.lookup(n.cfg.Topology, id)
+	return n.topo.lookup(n.cfg.Topology, n.cfg.TopologyStale, id)
 }
 
 // allowPeer admits initiators the directory lists as mix nodes or gateways.
@@ -561,6 +565,7 @@ func (n *Node) Families() []metrics.Family {
 	keys := n.ring.snapshot()
 	fams = append(fams,
 		metrics.One("nym_mix_epoch", "Current epoch.", metrics.Gauge, float64(cur)),
+		metrics.One("nym_mix_topology_nodes", "Nodes in the node's copy of the directory.", metrics.Gauge, float64(topologyNodes(n.cfg.Topology()))),
 		metrics.One("nym_mix_sphinx_keys", "Sphinx keys held (current, next, and older ones in their grace period).", metrics.Gauge, float64(len(keys))),
 		metrics.One("nym_mix_replay_filter_capacity", "Packets per key the replay filters are sized for.", metrics.Gauge, float64(n.lim.ReplayCapacity)),
 		metrics.One("nym_mix_replay_filter_target_false_positive_rate", "False-positive rate of a replay filter at capacity.", metrics.Gauge, ReplayFalsePositiveRate),
@@ -611,6 +616,13 @@ func (n *Node) Close() error {
 	}
 }
 
+func topologyNodes(t *directory.Topology) int {
+	if t == nil {
+		return 0
+	}
+	return len(t.Nodes)
+}
+
 // topoCache indexes the topology by Sphinx id, asking the source at most
 // once per topologyRefresh.
 type topoCache struct {
@@ -620,7 +632,7 @@ type topoCache struct {
 	byKey map[sphinx.NodeID]*directory.Node
 }
 
-func (c *topoCache) lookup(get func() *directory.Topology, id sphinx.NodeID) (*directory.Node, bool) {
+func (c *topoCache) lookup(get func() *directory.Topology, stale func(), id sphinx.NodeID) (*directory.Node, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.byKey == nil || time.Since(c.at) >= topologyRefresh {
@@ -628,9 +640,13 @@ func (c *topoCache) lookup(get func() *directory.Topology, id sphinx.NodeID) (*d
 	}
 	d, ok := c.byKey[id]
 	if !ok && time.Since(c.at) >= topologyRefresh/10 {
-		// A node that just joined: look again, at most ten times a second.
+		// A node that just joined: look again, at most ten times a second,
+		// and tell the owner its copy may be old.
 		c.refresh(get)
 		d, ok = c.byKey[id]
+		if !ok && stale != nil {
+			stale()
+		}
 	}
 	return d, ok
 }
