@@ -4,7 +4,7 @@
 # Go modules through the module proxy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-want=(curl iproute2 nftables iperf3 dnsutils)
+want=(curl iproute2 nftables iperf3 dnsutils iputils-ping util-linux dbus-daemon)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
