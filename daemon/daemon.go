@@ -103,7 +103,7 @@ func Run(ctx context.Context, cfg Config) error {
 	var corrupt *settings.CorruptError
 	if errors.As(err, &corrupt) {
 		log.Error("the settings file was corrupt: it was moved aside and defaults are in use", "err", err)
-		d.notice = err.Error()
+		d.notices = append(d.notices, err.Error())
 	} else if err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
@@ -112,6 +112,7 @@ func Run(ctx context.Context, cfg Config) error {
 	wantConnected, terr := target.Load()
 	if terr != nil {
 		log.Error("the target file was corrupt; staying disconnected", "err", terr)
+		d.notices = append(d.notices, terr.Error())
 	}
 	targetName := "disconnected"
 	if wantConnected {
@@ -119,7 +120,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	d.hub = control.NewHub(api.Status{
 		State: api.State{Kind: api.Disconnected}, Target: targetName, Settings: s,
-		Daemon: api.DaemonInfo{Version: version.String(), PID: os.Getpid()},
+		Daemon:  api.DaemonInfo{Version: version.String(), PID: os.Getpid()},
+		Notices: d.notices,
 	})
 	d.connector = &fastConnector{cfg: cfg, log: log.With("part", "fast"), directories: newTopologyCache(cfg.FwMark)}
 	d.machine = tunnelstate.New(tunnelstate.Config{
@@ -199,7 +201,7 @@ type daemon struct {
 	machine      *tunnelstate.Machine
 	connector    *fastConnector
 	settingsPath string
-	notice       string
+	notices      []string
 
 	mu       sync.Mutex // guards settings and serializes changes to them
 	settings api.Settings
@@ -260,16 +262,23 @@ func (d *daemon) Connect(ctx context.Context, req api.ConnectRequest) (api.State
 	if req.Exit != "" {
 		p.Exit = &req.Exit
 	}
-	s, changed, err := d.update(p)
+	// Refuse before saving anything: a refused connect changes nothing.
+	d.mu.Lock()
+	next, err := settings.Apply(d.settings, p)
+	d.mu.Unlock()
 	if err != nil {
 		return api.State{}, err
 	}
-	if err := checkRunnable(s); err != nil {
+	if err := checkRunnable(next); err != nil {
 		return api.State{}, err
 	}
-	if d.cfg.DirectoryURL == "" && s.DirectoryURL == "" {
+	if d.cfg.DirectoryURL == "" && next.DirectoryURL == "" {
 		return api.State{}, &api.APIError{Code: api.CodeNoDirectory,
 			Message: "no network directory is configured: run `nymvpn settings set directory URL` (nym-localnet prints the URL)"}
+	}
+	_, changed, err := d.update(p)
+	if err != nil {
+		return api.State{}, err
 	}
 	st, err := d.machine.State(ctx)
 	if err != nil {

@@ -106,6 +106,9 @@ type Status struct {
 	Traffic  *Traffic   `json:"traffic,omitempty"`
 	Daemon   DaemonInfo `json:"daemon"`
 	Caller   *Caller    `json:"caller,omitempty"`
+	// Notices are things the user should know that are not errors of the
+	// tunnel, e.g. that a corrupt settings file was moved aside.
+	Notices []string `json:"notices,omitempty"`
 }
 
 // Event is one line of GET /v1/events. The first event carries Status; each
