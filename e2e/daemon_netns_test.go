@@ -38,57 +38,11 @@ func TestDaemonFastModeSystemWide(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binaries and a network of namespaces; skipped in -short")
 	}
-	bin := buildBinaries(t, "nym-node", "nymvpn", "nymvpnd")
-	n := startNetwork(t, bin, "kernel")
-	client := n.client
-
-	// The client's own resolv.conf, bind-mounted over /etc/resolv.conf by
-	// `ip netns exec`.
-	nsEtc := filepath.Join("/etc/netns", client.Name)
-	if err := os.MkdirAll(nsEtc, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(nsEtc) })
-	if err := os.WriteFile(filepath.Join(nsEtc, "resolv.conf"), []byte(clientResolvConf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	// A directory every user can traverse, for the socket and the CLI that
-	// the unprivileged user runs.
-	pub, err := os.MkdirTemp("", "nymvpnd-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(pub) })
-	if err := os.Chmod(pub, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	socket := filepath.Join(pub, "nymvpnd.sock")
-	stateDir := t.TempDir()
-	cli := filepath.Join(pub, "nymvpn")
-	copyFile(t, filepath.Join(bin, "nymvpn"), cli, 0o755)
-	nymvpn := func(args ...string) (string, error) {
-		return client.Run(cli, append([]string{"--socket", socket}, args...)...)
-	}
-	mustNymvpn := func(args ...string) string {
-		t.Helper()
-		out, err := nymvpn(args...)
-		if err != nil {
-			t.Fatalf("nymvpn %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
-
+	d := newDaemonNet(t)
+	client, mustNymvpn := d.client, d.mustNymvpn(t)
 	snapshot := func() map[string]string { return systemSnapshot(t, client) }
 	before := snapshot()
-
-	startDaemon := func(name string) *netnstest.Process {
-		d := client.Start(t, name, filepath.Join(bin, "nymvpnd"), "run", "--socket", socket, "--state-dir", stateDir,
-			"--directory", n.urlFrom(entryAddrC), "--dns", "resolvconf", "--log-level", "debug")
-		d.WaitFor(t, regexp.MustCompile(`msg="nymvpnd ready"`), readyTimeout)
-		return d
-	}
-	daemon := startDaemon("nymvpnd")
+	daemon := d.startDaemon(t, "nymvpnd")
 
 	// Before connecting, the internet host is unreachable from the client.
 	if out, err := client.Run("curl", "-sS", "--max-time", "3", "http://"+inetAddr.Addr().String()+"/"); err == nil {
@@ -110,7 +64,7 @@ func TestDaemonFastModeSystemWide(t *testing.T) {
 	checkThroughTunnel(t, client)
 
 	// Status for everyone, connect only for those allowed.
-	checkUnprivileged(t, client, cli, socket)
+	checkUnprivileged(t, client, d.cli, d.socket)
 
 	// Disconnect restores everything byte for byte.
 	out = mustNymvpn("disconnect", "--wait")
@@ -129,7 +83,7 @@ func TestDaemonFastModeSystemWide(t *testing.T) {
 	<-daemon.Exited()
 	// A restarted daemon first undoes what the dead one left, then
 	// reconnects because the user still wants to be connected.
-	daemon = startDaemon("nymvpnd (restarted)")
+	daemon = d.startDaemon(t, "nymvpnd (restarted)")
 	daemon.WaitFor(t, regexp.MustCompile(`reconnecting`), readyTimeout)
 	netnstest.Poll(t, readyTimeout, "reconnected after kill -9", func() error {
 		st := status(t, mustNymvpn)
@@ -147,10 +101,70 @@ func TestDaemonFastModeSystemWide(t *testing.T) {
 	compareSnapshots(t, "after the daemon stopped", before, snapshot())
 }
 
+// daemonNet is the namespace network with nymvpnd's files prepared.
+type daemonNet struct {
+	*testNet
+	bin, socket, stateDir, cli string
+}
+
+// newDaemonNet starts the network and prepares the client: its own
+// resolv.conf, a socket directory every user can traverse, and the CLI
+// where every user can run it.
+func newDaemonNet(t testing.TB) *daemonNet {
+	t.Helper()
+	bin := buildBinaries(t, "nym-node", "nymvpn", "nymvpnd")
+	d := &daemonNet{testNet: startNetwork(t, bin, "kernel"), bin: bin, stateDir: t.TempDir()}
+	// The client's own resolv.conf, bind-mounted over /etc/resolv.conf by
+	// `ip netns exec`.
+	nsEtc := filepath.Join("/etc/netns", d.client.Name)
+	if err := os.MkdirAll(nsEtc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(nsEtc) })
+	if err := os.WriteFile(filepath.Join(nsEtc, "resolv.conf"), []byte(clientResolvConf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := os.MkdirTemp("", "nymvpnd-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(pub) })
+	if err := os.Chmod(pub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d.socket = filepath.Join(pub, "nymvpnd.sock")
+	d.cli = filepath.Join(pub, "nymvpn")
+	copyFile(t, filepath.Join(bin, "nymvpn"), d.cli, 0o755)
+	return d
+}
+
+func (d *daemonNet) nymvpn(args ...string) (string, error) {
+	return d.client.Run(d.cli, append([]string{"--socket", d.socket}, args...)...)
+}
+
+func (d *daemonNet) mustNymvpn(t testing.TB) func(args ...string) string {
+	return func(args ...string) string {
+		t.Helper()
+		out, err := d.nymvpn(args...)
+		if err != nil {
+			t.Fatalf("nymvpn %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+}
+
+func (d *daemonNet) startDaemon(t testing.TB, name string) *netnstest.Process {
+	t.Helper()
+	p := d.client.Start(t, name, filepath.Join(d.bin, "nymvpnd"), "run", "--socket", d.socket, "--state-dir", d.stateDir,
+		"--directory", d.urlFrom(entryAddrC), "--dns", "resolvconf", "--log-level", "debug")
+	p.WaitFor(t, regexp.MustCompile(`msg="nymvpnd ready"`), readyTimeout)
+	return p
+}
+
 // checkThroughTunnel fetches from the internet host by address and by name,
 // and resolves with dig through the system resolver: the server must see
 // the exit's outer address.
-func checkThroughTunnel(t *testing.T, client *netnstest.Namespace) {
+func checkThroughTunnel(t testing.TB, client *netnstest.Namespace) {
 	t.Helper()
 	for _, url := range []string{"http://" + inetAddr.Addr().String() + "/", "http://web.test/"} {
 		out := client.MustRun(t, "curl", "-sS", "--max-time", curlTimeout, url)
@@ -200,7 +214,7 @@ func checkUnprivileged(t *testing.T, client *netnstest.Namespace, cli, socket st
 	}
 }
 
-func status(t *testing.T, run func(...string) string) api.Status {
+func status(t testing.TB, run func(...string) string) api.Status {
 	t.Helper()
 	var st api.Status
 	out := run("status", "--json")
@@ -211,7 +225,7 @@ func status(t *testing.T, run func(...string) string) api.Status {
 }
 
 // systemSnapshot records what the daemon may change in a namespace.
-func systemSnapshot(t *testing.T, ns *netnstest.Namespace) map[string]string {
+func systemSnapshot(t testing.TB, ns *netnstest.Namespace) map[string]string {
 	t.Helper()
 	snap := map[string]string{}
 	for name, cmd := range map[string][]string{
@@ -251,7 +265,7 @@ func compareSnapshots(t *testing.T, when string, a, b map[string]string) {
 	}
 }
 
-func copyFile(t *testing.T, from, to string, mode os.FileMode) {
+func copyFile(t testing.TB, from, to string, mode os.FileMode) {
 	t.Helper()
 	b, err := os.ReadFile(from)
 	if err != nil {

@@ -171,7 +171,7 @@ func (n *testNet) names() []string {
 // and DNS servers, the directory, the exit gateway (exitMode "kernel" or
 // "userspace") and the entry gateway, and waits until both gateways are
 // listed.
-func startNetwork(t *testing.T, bin, exitMode string) *testNet {
+func startNetwork(t testing.TB, bin, exitMode string) *testNet {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -228,7 +228,7 @@ func startNetwork(t *testing.T, bin, exitMode string) *testNet {
 
 // waitListed waits until the directory, fetched from ns, lists the node id;
 // it fails at once if one of the running processes exits.
-func waitListed(t *testing.T, ns *netnstest.Namespace, id string, running ...*netnstest.Process) {
+func waitListed(t testing.TB, ns *netnstest.Namespace, id string, running ...*netnstest.Process) {
 	t.Helper()
 	url := "http://" + entryAddrC.Addr().String() + ":" + directoryPort + "/v1/topology"
 	netnstest.Poll(t, readyTimeout, id+" in the directory", func() error {

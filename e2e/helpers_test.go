@@ -31,6 +31,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if os.Getenv("E2E_HELPER") == "wg" {
+		if err := serveWireGuard(os.Getenv("E2E_WG_TUN"), os.Getenv("E2E_WG_UAPI")); err != nil {
+			fmt.Fprintln(os.Stderr, "wg helper:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 
@@ -120,7 +127,7 @@ func serveDNS(pc net.PacketConn, records map[string][4]byte) {
 
 // buildBinaries builds the commands into a temporary directory and returns
 // it.
-func buildBinaries(t *testing.T, cmds ...string) string {
+func buildBinaries(t testing.TB, cmds ...string) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -142,7 +149,7 @@ func buildBinaries(t *testing.T, cmds ...string) string {
 }
 
 // requireTUN skips when the kernel offers no TUN device.
-func requireTUN(t *testing.T) {
+func requireTUN(t testing.TB) {
 	t.Helper()
 	if _, err := os.Stat("/dev/net/tun"); errors.Is(err, os.ErrNotExist) {
 		t.Skip("needs /dev/net/tun for the kernel exit; CI has it")
