@@ -1,0 +1,14 @@
+//go:build !linux && !darwin && !windows
+
+package control
+
+import (
+	"errors"
+	"net"
+)
+
+// peerCred cannot read peer credentials on this platform: every caller may
+// only read.
+func peerCred(net.Conn) (PeerCred, error) {
+	return Anonymous, errors.New("peer credentials are not supported on this platform")
+}
