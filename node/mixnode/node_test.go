@@ -394,3 +394,46 @@ func TestConfigAndClose(t *testing.T) {
 		t.Error("Forward after Close")
 	}
 }
+
+// The link to a next hop survives the next hop restarting: the mix notices
+// the dead channel, reconnects and delivers again, still over one link.
+func TestLinkReconnect(t *testing.T) {
+	tn := newTestNet(t)
+	mix := tn.add("mix", nil, Limits{})
+	col := newCollector()
+	gw := tn.add("gw", col.final, Limits{})
+	e := tn.epoch()
+	c := tn.dial("mix")
+	g := sphinx.AckGeometry()
+	tn.send(c, e, tn.packet(e, g, 0, []byte("before"), "mix", "gw"))
+	col.next(t)
+	addr := gw.Addr()
+	gw.Close()
+	// Same key, same Sphinx keys (deterministic randomness), same address.
+	cfg := gw.cfg
+	cfg.Listen = addr
+	cfg.Rand = newDetRand("sphinx/gw")
+	gw2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw2.Close()
+	// Packets written into the old channel before its end was seen are lost
+	// on the wire, as on any network; keep sending until one arrives.
+	m := mix.Metrics()
+	deadline := time.Now().Add(30 * time.Second)
+	for gw2.Metrics().Delivered() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no delivery after the next hop restarted")
+		}
+		before := m.Forwarded() + m.Dropped(DropLinkDown)
+		tn.send(c, e, tn.packet(e, g, 0, []byte("after"), "mix", "gw"))
+		waitFor(t, "the packet written or dropped", func() bool { return m.Forwarded()+m.Dropped(DropLinkDown) > before })
+	}
+	if d := col.next(t); string(d.Payload) != "after" {
+		t.Fatalf("delivery %q", d.Payload)
+	}
+	if l := m.links.Load(); l != 1 {
+		t.Errorf("%d links, want the one link reused", l)
+	}
+}
