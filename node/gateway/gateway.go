@@ -10,6 +10,13 @@
 // sockets. As root on Linux the exit role can instead forward through a kernel
 // TUN with nftables masquerade (ExitPolicy.Kernel); entry clients and the DNS
 // relay stay on the userspace stack.
+//
+// With Config.Mixnet the gateway is also a Sphinx node (package mixnode): the
+// final hop of mixnet routes. A packet whose recipient is a mixnet client
+// connected to this gateway is delivered to it; any other goes to the
+// ExitHandler (the exit's IP packet router), or is dropped and counted. An
+// entry gateway accepts mixnet clients over Noise NK and forwards their
+// packets to the mix node they name (see package mixnet for the protocol).
 package gateway
 
 import (
