@@ -608,3 +608,77 @@ func TestParameterErrors(t *testing.T) {
 		t.Fatal("book accessors")
 	}
 }
+
+// A client that stops between sending its request and aggregating resumes from
+// the encoded pending state: the same request, the issuers' same answers, a
+// working book.
+func TestPendingTicketbookResumes(t *testing.T) {
+	s := newSystem(t, 7, 2, 3)
+	req, pend, err := NewTicketbookRequest(testRNG(8), s.user, MixnetEntry, ExpiryFor(testNow), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := pend.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back PendingTicketbook
+	if err := back.UnmarshalBinary(enc); err != nil {
+		t.Fatal(err)
+	}
+	reqA, _ := req.MarshalBinary()
+	reqB, _ := back.Request().MarshalBinary()
+	if !bytes.Equal(reqA, reqB) {
+		t.Fatal("resumed request differs")
+	}
+	var shares []*SignatureShares
+	for _, i := range []int{1, 2} {
+		part, err := BlindSign(s.sks[i], back.Request())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh, err := back.Unblind(s.ivks[i], part)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shares = append(shares, sh)
+	}
+	book, err := Aggregate(testRNG(9), s.vk, shares)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pay := payInfo(t, 10, 1)
+	sp, err := book.Spend(testRNG(11), 0, pay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(s.vk, sp, MixnetEntry, pay, testNow); err != nil {
+		t.Fatal(err)
+	}
+	// Secrets that do not open the commitments are refused.
+	bad := bytes.Clone(enc)
+	bad[1+ScalarSize+2+5] ^= 1
+	if err := new(PendingTicketbook).UnmarshalBinary(bad); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("tampered pending state: %v, want ErrMalformed", err)
+	}
+}
+
+func TestUserSecretFromSeed(t *testing.T) {
+	seed := bytes.Repeat([]byte{7}, 64)
+	a, err := UserSecretFromSeed(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := UserSecretFromSeed(seed)
+	if a.PublicKey() != b.PublicKey() {
+		t.Fatal("same seed, different keys")
+	}
+	seed[0] ^= 1
+	c, _ := UserSecretFromSeed(seed)
+	if a.PublicKey() == c.PublicKey() {
+		t.Fatal("different seeds, same key")
+	}
+	if _, err := UserSecretFromSeed(seed[:16]); !errors.Is(err, ErrBadParameters) {
+		t.Fatalf("short seed: %v", err)
+	}
+}

@@ -15,6 +15,7 @@ type fuzzFixture struct {
 	sys                          *system
 	spend, request, partial, vk  []byte
 	book, issuerSK, issuerVK, pi []byte
+	pending                      []byte
 	pay                          PayInfo
 }
 
@@ -51,6 +52,7 @@ var fixture = sync.OnceValue(func() *fuzzFixture {
 	f.issuerSK, _ = s.sks[0].MarshalBinary()
 	f.issuerVK, _ = s.ivks[0].MarshalBinary()
 	f.pi, _ = f.pay.MarshalBinary()
+	f.pending, _ = pend.MarshalBinary()
 	return f
 })
 
@@ -152,6 +154,13 @@ func FuzzUnmarshalPayInfo(f *testing.F) {
 	})
 }
 
+func FuzzUnmarshalPendingTicketbook(f *testing.F) {
+	f.Add(fixture().pending)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzDecoder(t, data, func() decoder { return new(PendingTicketbook) })
+	})
+}
+
 // TestWriteFuzzSeeds regenerates the committed seed corpora under testdata/fuzz
 // when CREDENTIAL_WRITE_SEEDS=1; otherwise it checks that they exist.
 func TestWriteFuzzSeeds(t *testing.T) {
@@ -167,6 +176,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"FuzzUnmarshalIssuerVerificationKey": {fx.issuerVK, flip(fx.issuerVK, 3)},
 		"FuzzUnmarshalIssuerSecretKey":       {fx.issuerSK, bytes.Repeat([]byte{0xff}, IssuerSecretKeySize)},
 		"FuzzUnmarshalPayInfo":               {fx.pi, trunc(fx.pi)},
+		"FuzzUnmarshalPendingTicketbook":     {fx.pending, trunc(fx.pending), flip(fx.pending, 40), flip(fx.pending, len(fx.pending)-5)},
 	}
 	write := os.Getenv("CREDENTIAL_WRITE_SEEDS") == "1"
 	for name, list := range seeds {
