@@ -1,4 +1,5 @@
-// Command nymvpn is the command-line client.
+// Command nymvpn is the command-line client: the daemon commands of package
+// cli, and proxy, an unprivileged SOCKS5 client that needs no daemon.
 package main
 
 import (
@@ -10,34 +11,20 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/nymvpn/nymvpn/cli"
 	"github.com/nymvpn/nymvpn/modes"
 	"github.com/nymvpn/nymvpn/proxy"
-	"github.com/nymvpn/nymvpn/version"
 )
 
-const usage = `usage: nymvpn <command> [flags]
-
-commands:
-  proxy     run an unprivileged SOCKS5 proxy through the VPN
-  version   print the version
-`
-
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
-	switch os.Args[1] {
-	case "proxy":
+	if len(os.Args) >= 2 && os.Args[1] == "proxy" {
 		runProxy(os.Args[2:])
-	case "version", "--version":
-		fmt.Println("nymvpn", version.String())
-	case "help", "-h", "--help":
-		fmt.Print(usage)
-	default:
-		fmt.Fprintf(os.Stderr, "nymvpn: unknown command %q\n\n%s", os.Args[1], usage)
-		os.Exit(2)
+		return
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 func runProxy(args []string) {
