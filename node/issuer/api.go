@@ -86,7 +86,9 @@ func (k *KeyInfo) message() []byte {
 }
 
 // Sign signs k with the issuer's identity key.
-func (k *KeyInfo) Sign(identity ed25519.PrivateKey) { k.Signature = ed25519.Sign(identity, k.message()) }
+func (k *KeyInfo) Sign(identity ed25519.PrivateKey) {
+	k.Signature = ed25519.Sign(identity, k.message())
+}
 
 // Verify checks k's signature against the identity key the directory lists.
 func (k *KeyInfo) Verify(identity ed25519.PublicKey) bool {

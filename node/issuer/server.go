@@ -152,7 +152,9 @@ func (i *Issuer) Maintain(ctx context.Context, every time.Duration) {
 	}
 }
 
-func (i *Issuer) handleKey(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, &i.info) }
+func (i *Issuer) handleKey(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, &i.info)
+}
 
 func (i *Issuer) handleSign(w http.ResponseWriter, r *http.Request) {
 	var req SignRequest

@@ -311,4 +311,3 @@ func (s *store) prune(now time.Time, keepRequests time.Duration, lastExpired uin
 	})
 	return n, err
 }
-
