@@ -301,3 +301,49 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Keys rotate under live traffic: with 4 s epochs, probes keep getting every
+// packet back across two epoch boundaries (the directory publishes the next
+// keys ahead; packets built with the previous epoch's keys are accepted
+// during the grace period), and no node drops a packet for its key.
+func TestProbeAcrossRotation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for three 4-second epochs")
+	}
+	cfg := DefaultConfig()
+	cfg.EpochLength = 4 * time.Second
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	n, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	first, _ := directory.EpochAt(time.Now(), cfg.EpochLength)
+	epochs := map[uint64]bool{}
+	for {
+		e, _ := directory.EpochAt(time.Now(), cfg.EpochLength)
+		if e >= first+2 && len(epochs) >= 3 {
+			break
+		}
+		rep, err := mixnet.Probe(ctx, mixnet.ProbeConfig{DirectoryURL: n.DirectoryURL, Packets: 2, Interval: 20 * time.Millisecond, Timeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Received != rep.Sent || len(rep.Routes) != 8 {
+			t.Fatalf("epoch %d: received %d of %d over %d routes", rep.Epoch, rep.Received, rep.Sent, len(rep.Routes))
+		}
+		epochs[rep.Epoch] = true
+	}
+	for _, id := range n.MixnodeIDs {
+		m := n.Mixnodes[id].Metrics()
+		if m.Dropped(mixnode.DropExpiredKey)+m.Dropped(mixnode.DropUnknownKey)+m.Dropped(mixnode.DropMAC) != 0 {
+			t.Errorf("%s dropped packets for their keys: expired %d, unknown %d, mac %d", id,
+				m.Dropped(mixnode.DropExpiredKey), m.Dropped(mixnode.DropUnknownKey), m.Dropped(mixnode.DropMAC))
+		}
+		if keys := n.Mixnodes[id].SphinxKeys(); len(keys) != 2 || keys[0].Epoch < first+2 {
+			t.Errorf("%s publishes %+v after two rotations", id, keys)
+		}
+	}
+}
