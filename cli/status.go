@@ -88,6 +88,9 @@ func printStatus(w io.Writer, st api.Status, now time.Time) {
 	if st.Daemon.Version != "" {
 		row("Daemon", fmt.Sprintf("nymvpnd %s (pid %d)", st.Daemon.Version, st.Daemon.PID))
 	}
+	for _, n := range st.Notices {
+		row("Notice", n)
+	}
 	if st.Caller != nil && !st.Caller.CanWrite {
 		row("Access", "read only (connect, disconnect and settings need root or the nymvpn group)")
 	}

@@ -154,6 +154,7 @@ func cloneStatus(s api.Status) api.Status {
 	s.State = cloneState(s.State)
 	s.Settings = cloneSettings(s.Settings)
 	s.Traffic = cloneTraffic(s.Traffic)
+	s.Notices = slices.Clone(s.Notices)
 	if s.Caller != nil {
 		c := *s.Caller
 		s.Caller = &c

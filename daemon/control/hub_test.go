@@ -62,6 +62,12 @@ func TestHubCopies(t *testing.T) {
 	if h.Status().State.Entry.Roles[0] != "entry" {
 		t.Fatal("Status returns shared memory")
 	}
+	notices := []string{"the settings file was corrupt"}
+	h3 := NewHub(api.Status{Notices: notices})
+	notices[0] = "changed"
+	if h3.Status().Notices[0] != "the settings file was corrupt" {
+		t.Error("hub shares its notices with its caller")
+	}
 	h2 := NewHub(api.Status{Caller: &api.Caller{UID: 5}})
 	if h2.Status().Caller != nil {
 		t.Error("hub keeps a caller")
