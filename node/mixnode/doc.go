@@ -35,7 +35,7 @@
 // nym_mix_packets_dropped_total. The bounds, with their defaults:
 //
 //	inbound connections  512       (each ≤ 80 KiB of buffers)      refused beyond, counted
-//	processing queue     4096      packets                          queue_full
+//	processing queue     4096      packets, ≤ 1024 per connection  queue_full
 //	delayed packets      16384     packets                          delay_full
 //	per next hop         1024      packets, one link per node of the topology   link_queue_full
 //	replay filters       fixed size per key, ≤ 2 + ⌈grace/epoch⌉ keys

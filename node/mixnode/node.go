@@ -28,6 +28,7 @@ const (
 	DefaultMaxDelay       = 10 * time.Second
 	DefaultMaxConns       = 512
 	DefaultQueueLength    = 4096
+	DefaultConnQueue      = 1024
 	DefaultLinkQueue      = 1024
 	DefaultMaxDelayed     = 16384
 	DefaultReplayCapacity = 1 << 22
@@ -57,6 +58,9 @@ type Limits struct {
 	// QueueLength bounds packets received and waiting for a worker
 	// (default 4096).
 	QueueLength int
+	// ConnQueue bounds the packets of one inbound connection among them
+	// (default 1024), so one peer cannot take the whole queue.
+	ConnQueue int
 	// LinkQueue bounds packets waiting for one next hop (default 1024).
 	LinkQueue int
 	// MaxDelayed bounds packets waiting out their delay (default 16384).
@@ -80,6 +84,7 @@ func (l *Limits) fill() {
 	}
 	def(&l.MaxConns, DefaultMaxConns)
 	def(&l.QueueLength, DefaultQueueLength)
+	def(&l.ConnQueue, DefaultConnQueue)
 	def(&l.LinkQueue, DefaultLinkQueue)
 	def(&l.MaxDelayed, DefaultMaxDelayed)
 	def(&l.ReplayCapacity, DefaultReplayCapacity)
@@ -162,6 +167,7 @@ type Node struct {
 type job struct {
 	epoch uint64
 	p     *[]byte
+	owner *atomic.Int32 // the inbound connection's count of queued packets
 }
 
 // out is an unwrapped packet on its way to the next hop or the final
@@ -381,6 +387,7 @@ func (n *Node) serve(raw net.Conn) {
 	}
 	n.m.conns.Add(1)
 	defer n.m.conns.Add(-1)
+	var queued atomic.Int32 // this connection's packets in the processing queue
 	var buf []byte
 	for {
 		tc.SetReadDeadline(time.Now().Add(IdleTimeout))
@@ -391,7 +398,7 @@ func (n *Node) serve(raw net.Conn) {
 			}
 			return
 		}
-		n.HandleMessage(msg)
+		n.eachPacket(msg, func(epoch uint64, pkt []byte) { n.enqueue(epoch, pkt, &queued) })
 		buf = msg[:0]
 	}
 }
@@ -399,7 +406,9 @@ func (n *Node) serve(raw net.Conn) {
 // HandleMessage takes one decrypted message from a node channel: a run of
 // Packet records. Anything else is counted as malformed. The node copies
 // what it keeps; msg may be reused on return.
-func (n *Node) HandleMessage(msg []byte) { n.eachPacket(msg, n.enqueue) }
+func (n *Node) HandleMessage(msg []byte) {
+	n.eachPacket(msg, func(epoch uint64, pkt []byte) { n.enqueue(epoch, pkt, nil) })
+}
 
 // eachPacket calls fn for every well-formed Packet record of msg, counting
 // what it receives and what is malformed.
@@ -437,16 +446,26 @@ func (n *Node) putBuf(p *[]byte) {
 	}
 }
 
-func (n *Node) enqueue(epoch uint64, pkt []byte) {
+// enqueue queues a packet for the workers; owner, if not nil, counts the
+// packets of one connection, bounded by Limits.ConnQueue.
+func (n *Node) enqueue(epoch uint64, pkt []byte, owner *atomic.Int32) {
 	if n.closed.Load() {
 		n.m.Drop(DropClosed)
 		return
 	}
+	if owner != nil && owner.Add(1) > int32(n.lim.ConnQueue) {
+		owner.Add(-1)
+		n.m.Drop(DropQueueFull)
+		return
+	}
 	p := n.getBuf(pkt)
 	select {
-	case n.work <- job{epoch: epoch, p: p}:
+	case n.work <- job{epoch: epoch, p: p, owner: owner}:
 		n.m.queued.Add(1)
 	default:
+		if owner != nil {
+			owner.Add(-1)
+		}
 		n.m.Drop(DropQueueFull)
 		n.putBuf(p)
 	}
@@ -458,6 +477,9 @@ func (n *Node) worker() {
 		select {
 		case j := <-n.work:
 			n.m.queued.Add(-1)
+			if j.owner != nil {
+				j.owner.Add(-1)
+			}
 			n.process(j)
 		case <-n.ctx.Done():
 			return

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -313,6 +314,22 @@ func TestQueueBounded(t *testing.T) {
 	n.HandleMessage(msg)
 	if n.m.Dropped(DropQueueFull) != 3 || n.m.queued.Load() != 2 || len(n.work) != 2 {
 		t.Fatalf("queue_full %d, queued %d", n.m.Dropped(DropQueueFull), n.m.queued.Load())
+	}
+
+	// One connection's share is bounded too.
+	n = &Node{work: make(chan job, 10), lim: Limits{ConnQueue: 2}}
+	n.bufs.New = func() any {
+		b := make([]byte, 0, mixnet.MaxPacketLength)
+		return &b
+	}
+	var owner, other atomic.Int32
+	pkt := make([]byte, sphinx.AckGeometry().PacketLength)
+	for range 5 {
+		n.enqueue(1, pkt, &owner)
+	}
+	n.enqueue(1, pkt, &other)
+	if n.m.Dropped(DropQueueFull) != 3 || owner.Load() != 2 || other.Load() != 1 || len(n.work) != 3 {
+		t.Fatalf("per connection: queue_full %d, owner %d, other %d", n.m.Dropped(DropQueueFull), owner.Load(), other.Load())
 	}
 }
 
