@@ -72,7 +72,7 @@ func newSink(b testing.TB) *sink {
 // ns/op is the time per packet; pkts/s is the node's throughput.
 func BenchmarkMixThroughput(b *testing.B) {
 	tn := newTestNet(b)
-	mix := tn.add("mix", nil, Limits{QueueLength: 1 << 16, ReplayCapacity: 1 << 20})
+	mix := tn.add("mix", nil, Limits{QueueLength: 1 << 16, ConnQueue: 1 << 16, ReplayCapacity: 1 << 20})
 	s := newSink(b)
 	priv, _ := sphinx.GenerateKey(rand.Reader)
 	tn.mu.Lock()
