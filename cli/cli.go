@@ -38,8 +38,8 @@ const SocketEnv = "NYMVPN_SOCKET"
 // requestTimeout bounds one request to the daemon.
 const requestTimeout = 15 * time.Second
 
-// Usage is the nymvpn command's usage text.
-const Usage = `usage: nymvpn [--socket PATH] <command> [flags]
+// usage is the nymvpn command's usage text; %s is the default socket.
+const usage = `usage: nymvpn [--socket PATH] <command> [flags]
 
 commands:
   connect     connect the VPN: [--mode fast|mixnet] [--entry auto|CC|ID] [--exit auto|CC|ID]
@@ -60,8 +60,8 @@ commands:
 exit codes: 0 ok, 1 failure, 2 usage, 3 nymvpnd not running, 4 not allowed
 `
 
-// usageText is Usage with the default socket filled in.
-func usageText() string { return fmt.Sprintf(Usage, api.DefaultSocket()) }
+// usageText is usage with the default socket filled in.
+func usageText() string { return fmt.Sprintf(usage, api.DefaultSocket()) }
 
 // usageError is a mistake in the command line.
 type usageError struct{ msg string }

@@ -31,9 +31,9 @@ type PeerCred struct {
 	Admin     bool
 }
 
-// Anonymous is the PeerCred of a caller whose credentials could not be read:
+// anonymous is the PeerCred of a caller whose credentials could not be read:
 // it may only read.
-var Anonymous = PeerCred{UID: -1, GID: -1}
+var anonymous = PeerCred{UID: -1, GID: -1}
 
 type credKey struct{}
 
@@ -43,11 +43,12 @@ func withPeerCred(ctx context.Context, c PeerCred) context.Context {
 }
 
 // PeerCredFromContext returns the credentials of the caller whose request ctx
-// belongs to (a Backend method's ctx), or Anonymous and false.
+// belongs to (a Backend method's ctx), or an unknown caller (UID
+// and GID -1, who may only read) and false.
 func PeerCredFromContext(ctx context.Context) (PeerCred, bool) {
 	c, ok := ctx.Value(credKey{}).(PeerCred)
 	if !ok {
-		return Anonymous, false
+		return anonymous, false
 	}
 	return c, true
 }

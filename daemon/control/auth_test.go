@@ -29,7 +29,7 @@ func TestPolicy(t *testing.T) {
 		{"operator", PeerCred{UID: 1500, GID: 1500}, true},
 		{"other user", PeerCred{UID: 1000, GID: 1000, Groups: []int{27, 100}}, false},
 		{"nobody", PeerCred{UID: 65534, GID: 65534}, false},
-		{"anonymous", Anonymous, false},
+		{"anonymous", anonymous, false},
 		{"windows admin", PeerCred{UID: -1, GID: -1, SID: "S-1-5-21-1-2-3-1001", Admin: true}, true},
 		{"windows user", PeerCred{UID: -1, GID: -1, SID: "S-1-5-21-1-2-3-1002", GroupSIDs: []string{"S-1-5-32-545"}}, false},
 	}

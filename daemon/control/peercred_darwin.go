@@ -18,11 +18,11 @@ import (
 func peerCred(c net.Conn) (PeerCred, error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return Anonymous, fmt.Errorf("peer credentials: %T is not a socket", c)
+		return anonymous, fmt.Errorf("peer credentials: %T is not a socket", c)
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return Anonymous, fmt.Errorf("peer credentials: %w", err)
+		return anonymous, fmt.Errorf("peer credentials: %w", err)
 	}
 	var xu *unix.Xucred
 	var pid int
@@ -33,10 +33,10 @@ func peerCred(c net.Conn) (PeerCred, error) {
 			pid, _ = unix.GetsockoptInt(int(fd), unix.SOL_LOCAL, unix.LOCAL_PEERPID)
 		}
 	}); err != nil {
-		return Anonymous, fmt.Errorf("peer credentials: %w", err)
+		return anonymous, fmt.Errorf("peer credentials: %w", err)
 	}
 	if serr != nil {
-		return Anonymous, fmt.Errorf("peer credentials: LOCAL_PEERCRED: %w", serr)
+		return anonymous, fmt.Errorf("peer credentials: LOCAL_PEERCRED: %w", serr)
 	}
 	cred := PeerCred{UID: int(xu.Uid), GID: -1, PID: pid}
 	n := min(int(xu.Ngroups), len(xu.Groups))

@@ -24,21 +24,21 @@ import (
 func peerCred(c net.Conn) (PeerCred, error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return Anonymous, fmt.Errorf("peer credentials: %T is not a socket", c)
+		return anonymous, fmt.Errorf("peer credentials: %T is not a socket", c)
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return Anonymous, fmt.Errorf("peer credentials: %w", err)
+		return anonymous, fmt.Errorf("peer credentials: %w", err)
 	}
 	var uc *unix.Ucred
 	var serr error
 	if err := raw.Control(func(fd uintptr) {
 		uc, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil {
-		return Anonymous, fmt.Errorf("peer credentials: %w", err)
+		return anonymous, fmt.Errorf("peer credentials: %w", err)
 	}
 	if serr != nil {
-		return Anonymous, fmt.Errorf("peer credentials: SO_PEERCRED: %w", serr)
+		return anonymous, fmt.Errorf("peer credentials: SO_PEERCRED: %w", serr)
 	}
 	cred := PeerCred{UID: int(uc.Uid), GID: int(uc.Gid), PID: int(uc.Pid)}
 	groups, err := procGroups(uc)

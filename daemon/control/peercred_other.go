@@ -10,5 +10,5 @@ import (
 // peerCred cannot read peer credentials on this platform: every caller may
 // only read.
 func peerCred(net.Conn) (PeerCred, error) {
-	return Anonymous, errors.New("peer credentials are not supported on this platform")
+	return anonymous, errors.New("peer credentials are not supported on this platform")
 }

@@ -21,13 +21,13 @@ const administratorsSID = "S-1-5-32-544"
 func peerCred(c net.Conn) (PeerCred, error) {
 	fc, ok := c.(interface{ Fd() uintptr })
 	if !ok {
-		return Anonymous, fmt.Errorf("peer credentials: %T is not a named pipe", c)
+		return anonymous, fmt.Errorf("peer credentials: %T is not a named pipe", c)
 	}
 	var pid uint32
 	if err := windows.GetNamedPipeClientProcessId(windows.Handle(fc.Fd()), &pid); err != nil {
-		return Anonymous, fmt.Errorf("peer credentials: GetNamedPipeClientProcessId: %w", err)
+		return anonymous, fmt.Errorf("peer credentials: GetNamedPipeClientProcessId: %w", err)
 	}
-	cred := Anonymous
+	cred := anonymous
 	cred.PID = int(pid)
 	proc, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, pid)
 	if err != nil {

@@ -182,7 +182,7 @@ func (s *Server) Close() error {
 
 // connContext identifies the caller of a new connection. A caller whose
 // credentials cannot be read fully keeps what was read (on failure
-// Anonymous, who may only read).
+// anonymous, who may only read).
 func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
 	cred, err := peerCred(c)
 	if err != nil {
