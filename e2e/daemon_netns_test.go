@@ -41,6 +41,15 @@ func TestDaemonFastModeSystemWide(t *testing.T) {
 	d := newDaemonNet(t)
 	client, mustNymvpn := d.client, d.mustNymvpn(t)
 	snapshot := func() map[string]string { return systemSnapshot(t, client) }
+	// The kernel finishes IPv6 duplicate address detection on the links in
+	// its own time and then adds their local routes: wait for that, so the
+	// snapshot holds only what the daemon may change.
+	netnstest.Poll(t, readyTimeout, "IPv6 addresses settled", func() error {
+		if out := client.MustRun(t, "ip", "-6", "addr", "show", "tentative"); strings.TrimSpace(out) != "" {
+			return fmt.Errorf("tentative: %s", out)
+		}
+		return nil
+	})
 	before := snapshot()
 	daemon := d.startDaemon(t, "nymvpnd")
 
