@@ -54,7 +54,37 @@ const (
 	CodePoolExhausted   = "pool_exhausted"
 	CodePaymentRequired = "payment_required"
 	CodeInternal        = "internal"
+
+	// Ticket refusals: the request carried a ticket the gateway does not take.
+	CodeTicketInvalid      = "ticket_invalid"       // malformed, forged or not signed by the issuers
+	CodeTicketSpent        = "ticket_spent"         // serial seen before (a double spend)
+	CodeTicketWrongGateway = "ticket_wrong_gateway" // bound to another gateway's key
+	CodeTicketStale        = "ticket_stale"         // timestamp too far from the gateway's clock
+	CodeTicketReplayed     = "ticket_replayed"      // payment info (timestamp, nonce) used before
+	CodeTicketExpired      = "ticket_expired"       // expiry week passed
+	CodeTicketWrongType    = "ticket_wrong_type"    // e.g. an exit ticket at the entry
+	// CodePaymentUnavailable: the gateway cannot check tickets right now (it has
+	// not got the issuers' key yet); retry later.
+	CodePaymentUnavailable = "payment_unavailable"
 )
+
+// RoleMixnet pays for mixnet ingress at an entry gateway: WireGuardKey is then
+// the client's mixnet recipient key (X25519), the ticket a mixnet-entry ticket,
+// and the grant carries only the allowance (no addresses, no port). The mixnet
+// client connects with the same key afterwards, and tops up the same way.
+const RoleMixnet = "mixnet"
+
+// IsTicketRefusal reports whether code is one of the ticket refusals: a new
+// ticket may succeed where this one failed (except for payment_unavailable,
+// where the same one may succeed later).
+func IsTicketRefusal(code string) bool {
+	switch code {
+	case CodeTicketInvalid, CodeTicketSpent, CodeTicketWrongGateway, CodeTicketStale,
+		CodeTicketReplayed, CodeTicketExpired, CodeTicketWrongType:
+		return true
+	}
+	return false
+}
 
 // Error is a refusal from the gateway.
 type Error struct {
@@ -97,17 +127,27 @@ type Grant struct {
 	GatewayAddresses []netip.Addr `json:"gateway_addresses"`
 	// MTU is the largest inner packet the gateway's path takes.
 	MTU int `json:"mtu"`
-	// Bandwidth granted by the ticket in bytes; 0 means not metered.
+	// Bandwidth is the allowance left, in bytes, after this registration:
+	// what earlier tickets left plus what this one buys. 0 means not metered
+	// (a gateway with --free-pass).
 	Bandwidth int64 `json:"bandwidth,omitempty"`
+	// TopUpAt asks for the next ticket: when the client's count of the bytes
+	// it exchanged with the gateway since this grant reaches Bandwidth −
+	// TopUpAt, it registers again with the same key and a new ticket, which
+	// extends the same peer. A peer that runs out is cut off.
+	TopUpAt int64 `json:"top_up_at,omitempty"`
 }
+
+// PaymentOnly reports whether g only grants an allowance (RoleMixnet).
+func (g *Grant) PaymentOnly() bool { return g.Port == 0 && len(g.Addresses) == 0 }
 
 // Validate checks a decoded request's fields, not its proof.
 func (r *Request) Validate() error {
 	if r.Version != Version {
 		return Errorf(CodeVersion, "gateway speaks version %d, request is version %d", Version, r.Version)
 	}
-	if r.Role != RoleEntry && r.Role != RoleExit {
-		return Errorf(CodeMalformed, "role %q is neither %q nor %q", r.Role, RoleEntry, RoleExit)
+	if r.Role != RoleEntry && r.Role != RoleExit && r.Role != RoleMixnet {
+		return Errorf(CodeMalformed, "role %q is not %q, %q or %q", r.Role, RoleEntry, RoleExit, RoleMixnet)
 	}
 	if r.WireGuardKey.IsZero() {
 		return Errorf(CodeMalformed, "missing WireGuard key")
@@ -126,6 +166,18 @@ func (g *Grant) Validate() error {
 	var problems []string
 	if g.GatewayKey.IsZero() {
 		problems = append(problems, "no gateway key")
+	}
+	if g.Bandwidth < 0 || g.TopUpAt < 0 {
+		problems = append(problems, "negative allowance")
+	}
+	if g.PaymentOnly() {
+		if g.Bandwidth == 0 {
+			problems = append(problems, "neither addresses nor an allowance")
+		}
+		if len(problems) > 0 {
+			return fmt.Errorf("registration: invalid grant: %s", strings.Join(problems, ", "))
+		}
+		return nil
 	}
 	if g.Port == 0 {
 		problems = append(problems, "no port")

@@ -68,9 +68,11 @@ type Config struct {
 	WireGuardListen, RegistrationListen netip.AddrPort
 	Pool4, Pool6                        netip.Prefix
 	MTU                                 int
-	// FreePass admits clients without a ticket: a development switch, set
-	// by nym-localnet, until zk-nym tickets are checked.
+	// FreePass admits clients without a ticket: a development switch only.
 	FreePass bool
+	// Payment makes the gateway take zk-nym tickets (ignored with FreePass);
+	// without it and without FreePass every registration is refused.
+	Payment *PaymentConfig
 	// Topology returns the gateway's current view of the directory; entry
 	// traffic may only reach exits it lists. Required for the entry role.
 	Topology func() *directory.Topology
@@ -120,7 +122,8 @@ type Gateway struct {
 	regLn  net.Listener
 	wgPort uint16
 	stats  counters
-	mix    *mixSide // nil without the mixnet
+	mix    *mixSide  // nil without the mixnet
+	pay    *payments // nil with FreePass or without PaymentConfig
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -129,6 +132,9 @@ type Gateway struct {
 
 type counters struct {
 	entryFlows, exitFlows, refused atomic.Int64
+	// tickets accepted and refused, peers cut off for running out, spends
+	// reported to issuers.
+	tickets, ticketsRefused, cutOff, reported atomic.Int64
 }
 
 // Stats is a snapshot of a gateway's counters.
@@ -142,6 +148,11 @@ type Stats struct {
 	// (KernelOut) and read back from it (KernelIn); packets from either
 	// device that could not be passed to WireGuard (ReadDropped).
 	KernelOut, KernelIn, ReadDropped int64
+	// Tickets: accepted, refused, serials on record, spends not yet taken by
+	// every issuer, spends reported, peers cut off for running out of
+	// allowance.
+	TicketsAccepted, TicketsRefused, SerialsStored int64
+	ReportsPending, Reported, CutOff                int64
 }
 
 // New starts a gateway: it opens both listeners and the WireGuard device.
@@ -178,8 +189,19 @@ func New(cfg Config) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: cfg.Logger.With("gateway", cfg.ID)}
 
 	var err error
+	if !cfg.FreePass && cfg.Payment != nil {
+		if g.pay, err = openPayments(*cfg.Payment, cfg.NoiseKey.Public(), g.log); err != nil {
+			return nil, err
+		}
+	}
+	closePay := func() {
+		if g.pay != nil {
+			g.pay.close()
+		}
+	}
 	g.peers, err = newPeerTable(nil, cfg.Pool4, cfg.Pool6, time.Now)
 	if err != nil {
+		closePay()
 		return nil, err
 	}
 	g.stack, err = netstack.New(netstack.Config{
@@ -190,12 +212,14 @@ func New(cfg Config) (*Gateway, error) {
 		Logger:        g.log,
 	})
 	if err != nil {
+		closePay()
 		return nil, fmt.Errorf("gateway: network stack: %w", err)
 	}
 	var dev tun.Device = g.stack
 	if cfg.Exit.Kernel {
 		if dev, err = g.startKernelExit(); err != nil {
 			g.stack.Close()
+			closePay()
 			return nil, err
 		}
 	}
@@ -205,6 +229,7 @@ func New(cfg Config) (*Gateway, error) {
 	// in kernel mode, the TUN; the kernel exit undoes its host changes.
 	fail := func(err error) (*Gateway, error) {
 		g.dev.Close()
+		closePay()
 		if g.kexit != nil {
 			if cerr := g.kexit.Close(); cerr != nil {
 				err = errors.Join(err, cerr)
@@ -250,13 +275,31 @@ func New(cfg Config) (*Gateway, error) {
 			func(err error) { g.log.Warn("expiring idle peers", "err", err) },
 			func(n int) { g.log.Info("removed idle peers", "count", n) })
 	}()
+	if g.pay != nil {
+		g.wg.Add(2)
+		go func() {
+			defer g.wg.Done()
+			g.meterLoop(ctx)
+		}()
+		go func() {
+			defer g.wg.Done()
+			g.pruneLoop(ctx)
+		}()
+		if g.pay.cfg.Reporting != nil {
+			g.wg.Add(1)
+			go func() {
+				defer g.wg.Done()
+				g.reportLoop(ctx)
+			}()
+		}
+	}
 	if slices.Contains(cfg.Roles, directory.RoleExit) && cfg.Exit.DNSUpstream.IsValid() {
 		if err := g.serveDNS(ctx); err != nil {
 			g.Close()
 			return nil, fmt.Errorf("gateway: DNS relay: %w", err)
 		}
 	}
-	g.log.Info("gateway up", "roles", cfg.Roles, "wireguard", g.WireGuardAddr(), "registration", g.RegistrationAddr(), "free_pass", cfg.FreePass, "exit_mode", cfg.Exit.mode(),
+	g.log.Info("gateway up", "roles", cfg.Roles, "wireguard", g.WireGuardAddr(), "registration", g.RegistrationAddr(), "free_pass", cfg.FreePass, "tickets", g.pay != nil, "exit_mode", cfg.Exit.mode(),
 		"mixnet", g.mix != nil)
 	return g, nil
 }
@@ -375,6 +418,12 @@ func (g *Gateway) Stats() Stats {
 	if g.split != nil {
 		st.KernelOut, st.KernelIn, st.ReadDropped = g.split.stats()
 	}
+	st.TicketsAccepted, st.TicketsRefused = g.stats.tickets.Load(), g.stats.ticketsRefused.Load()
+	st.Reported, st.CutOff = g.stats.reported.Load(), g.stats.cutOff.Load()
+	if g.pay != nil {
+		st.SerialsStored = int64(g.pay.spentCount())
+		st.ReportsPending = int64(g.pendingReports())
+	}
 	return st
 }
 
@@ -391,6 +440,11 @@ func (g *Gateway) Close() error {
 	}
 	g.dev.Close() // closes the stack (and the kernel TUN) too
 	g.wg.Wait()
+	if g.pay != nil {
+		if err := g.pay.close(); err != nil {
+			g.log.Warn("closing the ticket database", "err", err)
+		}
+	}
 	if mixErr != nil {
 		g.log.Warn("closing the mixnet side", "err", mixErr)
 	}
@@ -403,28 +457,102 @@ func (g *Gateway) Close() error {
 }
 
 // Register admits a client: the registrar the registration server calls.
+// Without FreePass a registration pays with a ticket of the role's type; a
+// registration of a known key with a ticket tops up the same peer (same
+// addresses, allowance extended), one without a ticket is admitted only while
+// the peer has allowance left.
 func (g *Gateway) Register(ctx context.Context, p registration.Peer) (*registration.Grant, error) {
+	if p.Role == registration.RoleMixnet {
+		return g.registerMixnet(p)
+	}
 	if !slices.Contains(g.cfg.Roles, directory.Role(p.Role)) {
 		return nil, registration.Errorf(registration.CodeRoleNotServed, "gateway %s does not serve the %s role", g.cfg.ID, p.Role)
 	}
+	var bought int64
 	if !g.cfg.FreePass {
-		if len(p.Ticket) == 0 {
-			return nil, registration.Errorf(registration.CodePaymentRequired, "gateway %s requires a zk-nym ticket", g.cfg.ID)
+		if g.pay == nil {
+			return nil, registration.Errorf(registration.CodePaymentRequired, "gateway %s takes no tickets (no issuers configured) and has no free pass", g.cfg.ID)
 		}
-		return nil, registration.Errorf(registration.CodePaymentRequired, "gateway %s cannot verify tickets yet; run it with --free-pass for development", g.cfg.ID)
+		if len(p.Ticket) == 0 {
+			role, left, metered, ok := g.peers.allowanceOf(p.WireGuardKey)
+			if !ok || !metered || role != p.Role || left <= 0 {
+				return nil, registration.Errorf(registration.CodePaymentRequired, "gateway %s requires a %v ticket", g.cfg.ID, ticketType(p.Role))
+			}
+		} else {
+			if !g.peers.hasRoom(p.WireGuardKey) {
+				return nil, registration.Errorf(registration.CodePoolExhausted, "this gateway has no free addresses; try another gateway (your ticket was not spent)")
+			}
+			var err error
+			if bought, err = g.pay.redeem(p.Ticket, p.Role); err != nil {
+				g.stats.ticketsRefused.Add(1)
+				return nil, err
+			}
+			g.stats.tickets.Add(1)
+		}
+	}
+	if role, _, metered, ok := g.peers.allowanceOf(p.WireGuardKey); ok && metered && role != p.Role {
+		// A key that changes role keeps nothing of the other role's allowance.
+		g.peers.resetAllowance(p.WireGuardKey)
 	}
 	pe, err := g.peers.register(p)
 	if err != nil {
 		return nil, err
 	}
-	g.log.Info("registered", "role", p.Role, "addr4", pe.v4, "addr6", pe.v6)
-	return &registration.Grant{
+	grant := &registration.Grant{
 		GatewayKey:       g.cfg.WireGuardKey.Public(),
 		Port:             g.wgPort,
 		Addresses:        []netip.Addr{pe.v4, pe.v6},
 		GatewayAddresses: g.TunnelAddrs(),
 		MTU:              g.cfg.MTU,
-	}, nil
+	}
+	if g.pay != nil && !g.cfg.FreePass {
+		typ := ticketType(p.Role)
+		grant.Bandwidth = g.peers.credit(p.WireGuardKey, p.Role, bought, g.pay.topUpAt(typ))
+		grant.TopUpAt = g.pay.topUpAt(typ)
+	}
+	g.log.Info("registered", "role", p.Role, "addr4", pe.v4, "addr6", pe.v6, "paid", bought > 0, "allowance", grant.Bandwidth)
+	return grant, nil
+}
+
+// meterLoop counts peers' traffic against their allowances until ctx ends.
+func (g *Gateway) meterLoop(ctx context.Context) {
+	t := time.NewTicker(g.pay.cfg.MeterInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cut, err := g.peers.meter()
+		if err != nil {
+			g.log.Warn("metering peers", "err", err)
+		}
+		for range cut {
+			g.stats.cutOff.Add(1)
+		}
+		if len(cut) > 0 {
+			g.log.Info("cut off peers whose allowance ran out without a top-up", "count", len(cut))
+		}
+	}
+}
+
+// pruneLoop forgets expired serials and old payment info every hour.
+func (g *Gateway) pruneLoop(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := g.pay.prune(); err != nil {
+			g.log.Warn("pruning the ticket database", "err", err)
+		} else if n > 0 {
+			g.log.Debug("pruned the ticket database", "records", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Client describes one registered client, for operators and tests.

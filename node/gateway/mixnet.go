@@ -12,10 +12,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nymvpn/nymvpn/credential"
 	"github.com/nymvpn/nymvpn/mixnet"
 	"github.com/nymvpn/nymvpn/node/directory"
 	"github.com/nymvpn/nymvpn/node/metrics"
 	"github.com/nymvpn/nymvpn/node/mixnode"
+	"github.com/nymvpn/nymvpn/registration"
 	"github.com/nymvpn/nymvpn/sphinx"
 	"github.com/nymvpn/nymvpn/transport"
 )
@@ -53,6 +55,10 @@ type MixnetConfig struct {
 	TopologyStale func()
 	// Now is the clock for epochs (tests); default time.Now.
 	Now func() time.Time
+	// FreeIngress admits mixnet clients without a paid allowance even when
+	// the gateway takes tickets: a development switch for networks whose
+	// mixnet clients (and the probe) do not pay yet.
+	FreeIngress bool
 }
 
 // ExitHandler takes Sphinx packets for which this gateway was the final hop
@@ -74,16 +80,27 @@ type mixSide struct {
 
 	mu      sync.Mutex
 	clients map[sphinx.Recipient]*mixClient
+	// allowances are the paid mixnet allowances by recipient key (bytes in
+	// and out through this gateway), bought with RoleMixnet registrations.
+	allowances map[sphinx.Recipient]*mixAllowance
 	conns   map[net.Conn]struct{}
 	closed  bool
 	wg      sync.WaitGroup
 
 	toClients, toExit, fromClients atomic.Uint64
 	refusedLimit, refusedHello     atomic.Uint64
+	refusedUnpaid, cutOff          atomic.Uint64
 	refusedHandshake               atomic.Uint64
 }
 
 type exitHolder struct{ h ExitHandler }
+
+// mixAllowance is one recipient's mixnet allowance.
+type mixAllowance struct {
+	left    atomic.Int64
+	topUpAt int64
+	updated time.Time
+}
 
 // mixClient is one connected client: a bounded queue of deliveries drained
 // by a writer goroutine.
@@ -93,6 +110,7 @@ type mixClient struct {
 	q         chan mixnet.Delivery
 	done      chan struct{}
 	once      sync.Once
+	allowance *mixAllowance // nil: not metered
 }
 
 func (c *mixClient) close() {
@@ -113,7 +131,8 @@ func (g *Gateway) startMixnet() error {
 	if g.cfg.Topology == nil {
 		return errors.New("gateway: the mixnet needs the directory's topology")
 	}
-	m := &mixSide{g: g, cfg: cfg, log: g.log, clients: map[sphinx.Recipient]*mixClient{}, conns: map[net.Conn]struct{}{}}
+	m := &mixSide{g: g, cfg: cfg, log: g.log, clients: map[sphinx.Recipient]*mixClient{}, conns: map[net.Conn]struct{}{},
+		allowances: map[sphinx.Recipient]*mixAllowance{}}
 	node, err := mixnode.New(mixnode.Config{
 		ID: g.cfg.ID, NoiseKey: g.cfg.NoiseKey, Listen: cfg.Listen, Topology: g.cfg.Topology,
 		TopologyStale: cfg.TopologyStale,
@@ -262,6 +281,9 @@ func (m *mixSide) serveClient(raw net.Conn) {
 		if err != nil {
 			return
 		}
+		if !m.charge(c, len(msg)) {
+			return
+		}
 		m.clientMessage(msg)
 		buf = msg[:0]
 	}
@@ -286,6 +308,16 @@ func (m *mixSide) hello(tc *transport.Conn) (*mixClient, error) {
 		return nil, errors.New("hello proof does not match the recipient key")
 	}
 	c := &mixClient{recipient: r, conn: tc, q: make(chan mixnet.Delivery, m.cfg.ClientQueue), done: make(chan struct{})}
+	if m.paid() {
+		m.mu.Lock()
+		a := m.allowances[r]
+		m.mu.Unlock()
+		if a == nil || a.left.Load() <= 0 {
+			m.refusedUnpaid.Add(1)
+			return nil, fmt.Errorf("payment required: register a %v ticket for this key (registration role %q) first", credential.MixnetEntry, registration.RoleMixnet)
+		}
+		c.allowance = a
+	}
 	m.mu.Lock()
 	old := m.clients[r]
 	m.clients[r] = c
@@ -330,6 +362,9 @@ func (m *mixSide) writeClient(c *mixClient) {
 			default:
 				break fill
 			}
+		}
+		if !m.charge(c, len(msg)) {
+			return
 		}
 		c.conn.SetWriteDeadline(time.Now().Add(mixnet.WriteTimeout))
 		if err := c.conn.WriteMessage(msg); err != nil {
@@ -404,7 +439,9 @@ func (m *mixSide) families() []metrics.Family {
 			{Labels: lbl("reason", "limit"), Value: float64(m.refusedLimit.Load())},
 			{Labels: lbl("reason", "handshake"), Value: float64(m.refusedHandshake.Load())},
 			{Labels: lbl("reason", "hello"), Value: float64(m.refusedHello.Load())},
+			{Labels: lbl("reason", "unpaid"), Value: float64(m.refusedUnpaid.Load())},
 		}},
+		metrics.One("nym_gateway_mixnet_clients_cut_off_total", "Mixnet clients disconnected when their allowance ran out.", metrics.Counter, float64(m.cutOff.Load())),
 	)
 }
 
@@ -426,9 +463,80 @@ func (g *Gateway) Families() []metrics.Family {
 			{Labels: lbl("role", "exit"), Value: float64(st.ExitFlows)},
 		}},
 		metrics.One("nym_gateway_flows_refused_total", "Flows refused by the entry or exit policy.", metrics.Counter, float64(st.PolicyRefused)),
+		{Name: "nym_gateway_tickets_total", Help: "Tickets presented, by outcome.", Type: metrics.Counter, Samples: []metrics.Sample{
+			{Labels: lbl("result", "accepted"), Value: float64(st.TicketsAccepted)},
+			{Labels: lbl("result", "refused"), Value: float64(st.TicketsRefused)},
+		}},
+		metrics.One("nym_gateway_ticket_serials", "Spent ticket serials on record.", metrics.Gauge, float64(st.SerialsStored)),
+		metrics.One("nym_gateway_ticket_reports_pending", "Spent tickets not yet taken by every issuer.", metrics.Gauge, float64(st.ReportsPending)),
+		metrics.One("nym_gateway_ticket_reported_total", "Spent tickets reported to issuers.", metrics.Counter, float64(st.Reported)),
+		metrics.One("nym_gateway_peers_cut_off_total", "Peers cut off when their allowance ran out without a top-up.", metrics.Counter, float64(st.CutOff)),
 	}
 	if g.mix != nil {
 		fams = append(fams, g.mix.families()...)
 	}
 	return fams
+}
+
+// paid reports whether mixnet clients must have a paid allowance.
+func (m *mixSide) paid() bool { return m.g.pay != nil && !m.g.cfg.FreePass && !m.cfg.FreeIngress }
+
+// charge takes n bytes from c's allowance; when it runs out the client is
+// disconnected (it should have topped up when the allowance fell below the
+// grant's TopUpAt) and charge reports false.
+func (m *mixSide) charge(c *mixClient, n int) bool {
+	if c.allowance == nil {
+		return true
+	}
+	if c.allowance.left.Add(-int64(n)) > 0 {
+		return true
+	}
+	m.cutOff.Add(1)
+	m.log.Info("mixnet client cut off: allowance ran out without a top-up")
+	c.close()
+	return false
+}
+
+// registerMixnet credits a mixnet allowance to the recipient key of a
+// RoleMixnet registration (entry gateways with the mixnet only).
+func (g *Gateway) registerMixnet(p registration.Peer) (*registration.Grant, error) {
+	m := g.mix
+	if m == nil || m.clientLn == nil {
+		return nil, registration.Errorf(registration.CodeRoleNotServed, "gateway %s takes no mixnet clients", g.cfg.ID)
+	}
+	grant := &registration.Grant{GatewayKey: g.cfg.WireGuardKey.Public()}
+	if !m.paid() {
+		grant.Bandwidth = 1 << 62 // not metered
+		return grant, nil
+	}
+	r := sphinx.Recipient(p.WireGuardKey)
+	m.mu.Lock()
+	a := m.allowances[r]
+	m.mu.Unlock()
+	if len(p.Ticket) == 0 {
+		if a == nil || a.left.Load() <= 0 {
+			return nil, registration.Errorf(registration.CodePaymentRequired, "gateway %s requires a %v ticket", g.cfg.ID, credential.MixnetEntry)
+		}
+		grant.Bandwidth, grant.TopUpAt = a.left.Load(), a.topUpAt
+		return grant, nil
+	}
+	bought, err := g.pay.redeem(p.Ticket, p.Role)
+	if err != nil {
+		g.stats.ticketsRefused.Add(1)
+		return nil, err
+	}
+	g.stats.tickets.Add(1)
+	m.mu.Lock()
+	if a = m.allowances[r]; a == nil {
+		a = &mixAllowance{}
+		m.allowances[r] = a
+	}
+	a.topUpAt, a.updated = g.pay.topUpAt(credential.MixnetEntry), time.Now()
+	m.mu.Unlock()
+	if a.left.Load() < 0 {
+		a.left.Store(0)
+	}
+	grant.Bandwidth, grant.TopUpAt = a.left.Add(bought), a.topUpAt
+	g.log.Info("mixnet allowance bought", "allowance", grant.Bandwidth)
+	return grant, nil
 }

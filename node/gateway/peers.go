@@ -29,6 +29,15 @@ type peer struct {
 	v4, v6     netip.Addr
 	registered time.Time
 	remote     netip.AddrPort
+
+	// Metering (gateways that take tickets): bytes left, the level below
+	// which the gateway asks for a top-up, the device's counters at the last
+	// count, and whether the peer was cut off for running out.
+	metered        bool
+	allowance      int64
+	topUpAt        int64
+	seenRx, seenTx int64
+	suspended      bool
 }
 
 // peerTable hands out addresses from a pool pair and keeps the WireGuard
@@ -110,6 +119,10 @@ func (t *peerTable) register(p registration.Peer) (*peer, error) {
 	if err := t.dev.IpcSet(b.String()); err != nil {
 		return nil, fmt.Errorf("gateway: add WireGuard peer: %w", err)
 	}
+	if pe.suspended {
+		// Back on the device after a cut-off: its counters start again.
+		pe.suspended, pe.seenRx, pe.seenTx = false, 0, 0
+	}
 	if !ok {
 		t.byKey[pe.key] = pe
 		t.byAddr[pe.v4] = pe
@@ -171,6 +184,14 @@ func (t *peerTable) expire(idle time.Duration) (int, error) {
 		if now.Sub(last) < idle {
 			continue
 		}
+		if p.suspended { // not on the device any more
+			delete(t.byKey, k)
+			delete(t.byAddr, p.v4)
+			delete(t.byAddr, p.v6)
+			delete(t.byIndex, p.index)
+			removed++
+			continue
+		}
 		if err := t.dev.IpcSet(fmt.Sprintf("public_key=%s\nremove=true\n", hex.EncodeToString(k[:]))); err != nil {
 			return removed, fmt.Errorf("gateway: remove idle peer: %w", err)
 		}
@@ -200,5 +221,95 @@ func (t *peerTable) expireLoop(ctx context.Context, idle, every time.Duration, o
 				onRemoved(n)
 			}
 		}
+	}
+}
+
+// hasRoom reports whether key is registered or a free address pair is left,
+// so that a ticket is not spent on a registration the pool cannot take.
+func (t *peerTable) hasRoom(key transport.Key) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.byKey[key]; ok {
+		return true
+	}
+	return uint64(len(t.byIndex)) < t.size-2
+}
+
+// allowanceOf returns a registered peer's role, allowance and whether it is
+// metered.
+func (t *peerTable) allowanceOf(key transport.Key) (role string, allowance int64, metered, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	pe, ok := t.byKey[key]
+	if !ok {
+		return "", 0, false, false
+	}
+	return pe.role, pe.allowance, pe.metered, true
+}
+
+// credit adds bytes to a peer's allowance (a new role starts from nothing)
+// and returns the new allowance.
+func (t *peerTable) credit(key transport.Key, role string, bytes, topUpAt int64) int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	pe, ok := t.byKey[key]
+	if !ok {
+		return 0
+	}
+	if !pe.metered {
+		pe.metered, pe.allowance = true, 0
+	}
+	pe.allowance = max(pe.allowance, 0) + bytes
+	pe.topUpAt = topUpAt
+	return pe.allowance
+}
+
+// meter charges each metered peer the bytes its WireGuard counters moved since
+// the last call, and cuts off (removes from the device, keeping its addresses
+// until it expires) every peer whose allowance is spent. It returns the keys
+// cut off.
+func (t *peerTable) meter() ([]transport.Key, error) {
+	state, err := wguapi.Get(t.dev)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var cut []transport.Key
+	for _, ps := range state.Peers {
+		pe := t.byKey[ps.PublicKey]
+		if pe == nil || !pe.metered || pe.suspended {
+			continue
+		}
+		used := counterDelta(ps.RxBytes, pe.seenRx) + counterDelta(ps.TxBytes, pe.seenTx)
+		pe.seenRx, pe.seenTx = ps.RxBytes, ps.TxBytes
+		pe.allowance -= used
+		if pe.allowance > 0 {
+			continue
+		}
+		if err := t.dev.IpcSet(fmt.Sprintf("public_key=%s\nremove=true\n", hex.EncodeToString(pe.key[:]))); err != nil {
+			return cut, fmt.Errorf("gateway: cut off a peer: %w", err)
+		}
+		pe.suspended = true
+		cut = append(cut, pe.key)
+	}
+	return cut, nil
+}
+
+// counterDelta is now−before for a counter that restarts from 0 when its
+// peer is re-created.
+func counterDelta(now, before int64) int64 {
+	if now < before {
+		return now
+	}
+	return now - before
+}
+
+// resetAllowance drops what a peer has left (it changes role).
+func (t *peerTable) resetAllowance(key transport.Key) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if pe, ok := t.byKey[key]; ok {
+		pe.allowance = 0
 	}
 }
