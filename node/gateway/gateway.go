@@ -152,7 +152,7 @@ type Stats struct {
 	// every issuer, spends reported, peers cut off for running out of
 	// allowance.
 	TicketsAccepted, TicketsRefused, SerialsStored int64
-	ReportsPending, Reported, CutOff                int64
+	ReportsPending, Reported, CutOff               int64
 }
 
 // New starts a gateway: it opens both listeners and the WireGuard device.

@@ -83,9 +83,9 @@ type mixSide struct {
 	// allowances are the paid mixnet allowances by recipient key (bytes in
 	// and out through this gateway), bought with RoleMixnet registrations.
 	allowances map[sphinx.Recipient]*mixAllowance
-	conns   map[net.Conn]struct{}
-	closed  bool
-	wg      sync.WaitGroup
+	conns      map[net.Conn]struct{}
+	closed     bool
+	wg         sync.WaitGroup
 
 	toClients, toExit, fromClients atomic.Uint64
 	refusedLimit, refusedHello     atomic.Uint64
