@@ -13,8 +13,11 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"time"
 
+	"github.com/nymvpn/nymvpn/credential"
+	"github.com/nymvpn/nymvpn/credential/wallet"
 	"github.com/nymvpn/nymvpn/modes"
 	"github.com/nymvpn/nymvpn/modes/fast"
 	"github.com/nymvpn/nymvpn/node/directory"
@@ -33,7 +36,17 @@ type Config struct {
 	Logger *slog.Logger
 	// Ready, if set, is called once the proxy accepts connections.
 	Ready func(*Proxy)
+	// Ticket pays the gateways (see fast.Config.Ticket). If nil and the
+	// environment names a wallet directory (WalletDirEnv, e.g. the local
+	// network's demo wallet), that wallet pays; otherwise no ticket is sent,
+	// which only gateways with --free-pass accept.
+	Ticket func(ctx context.Context, role string, gw directory.Node) ([]byte, error)
 }
+
+// WalletDirEnv names the environment variable with the directory of a
+// wallet (package credential/wallet) whose account pays for the proxy's
+// tunnel. One process at a time may use a wallet directory.
+const WalletDirEnv = "NYMVPN_WALLET_DIR"
 
 // Proxy is a running proxy.
 type Proxy struct {
@@ -86,9 +99,30 @@ func Run(ctx context.Context, cfg Config) error {
 	fmt.Fprintf(cfg.Out, "route: you → entry %s (%s, %s) → exit %s (%s, %s) → internet\n",
 		entry.ID, entry.Country, entry.WireGuardAddr, exit.ID, exit.Country, exit.WireGuardAddr)
 
+	ticket := cfg.Ticket
+	if ticket == nil {
+		if dir := os.Getenv(WalletDirEnv); dir != "" {
+			w, err := wallet.Open(wallet.Config{Dir: dir, Topology: wallet.FromDirectory(cfg.DirectoryURL, nil), Logger: cfg.Logger})
+			if err != nil {
+				return fmt.Errorf("proxy: %s: %w", WalletDirEnv, err)
+			}
+			if w.Account() == nil {
+				return fmt.Errorf("proxy: the wallet in %s has no account", dir)
+			}
+			wctx, stop := context.WithCancel(ctx)
+			defer stop()
+			go w.Run(wctx)
+			ticket = w.Ticket
+			defer func() {
+				c := w.Counts()
+				fmt.Fprintf(cfg.Out, "tickets left: %v %d, %v %d\n", credential.FastEntry, c[credential.FastEntry], credential.FastExit, c[credential.FastExit])
+			}()
+			fmt.Fprintf(cfg.Out, "paying with the account in %s\n", dir)
+		}
+	}
 	connCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	tun, err := fast.Connect(connCtx, fast.Config{
-		Entry: entry, Exit: exit, AllowLoopback: allowLoopback, Logger: cfg.Logger,
+		Entry: entry, Exit: exit, AllowLoopback: allowLoopback, Logger: cfg.Logger, Ticket: ticket,
 		Progress: func(s fast.Stage) { fmt.Fprintf(cfg.Out, "  %s…\n", s) },
 	})
 	cancel()

@@ -51,7 +51,7 @@ func startProxy(t testing.TB, n *localnet.Network, out io.Writer) *proxy.Proxy {
 	go func() {
 		done <- proxy.Run(ctx, proxy.Config{
 			DirectoryURL: n.DirectoryURL, Entry: "DE", Exit: "CH", Listen: "127.0.0.1:0",
-			Out: out, Logger: logger(), Ready: func(p *proxy.Proxy) { ready <- p },
+			Out: out, Logger: logger(), Ready: func(p *proxy.Proxy) { ready <- p }, Ticket: n.Ticket,
 		})
 	}()
 	t.Cleanup(func() {
@@ -173,7 +173,7 @@ func BenchmarkProxyFirstByte(b *testing.B) {
 		ready := make(chan *proxy.Proxy, 1)
 		done := make(chan error, 1)
 		go func() {
-			done <- proxy.Run(ctx, proxy.Config{DirectoryURL: n.DirectoryURL, Listen: "127.0.0.1:0", Logger: logger(),
+			done <- proxy.Run(ctx, proxy.Config{DirectoryURL: n.DirectoryURL, Listen: "127.0.0.1:0", Logger: logger(), Ticket: n.Ticket,
 				Ready: func(p *proxy.Proxy) { ready <- p }})
 		}()
 		var p *proxy.Proxy

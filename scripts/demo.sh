@@ -33,17 +33,19 @@ wait_for() {
 }
 field() { sed -n "s/.*\"$2\": *\"\([^\"]*\)\".*/\1/p" "$1" | head -n1; }
 
-echo "== starting the local network (directory, 2 entry + 2 exit gateways, DNS, web.localnet)"
+echo "== starting the local network (directory, 2 entry + 2 exit gateways, 3 issuers, DNS, web.localnet)"
 "$bin/nym-localnet" --dir "$work" >"$work/localnet.out" 2>"$work/localnet.log" &
 pids+=($!)
 wait_for "$work/localnet.out" "^ready" 30
 cat "$work/localnet.out"
 dir_url=$(field "$work/localnet.json" directory_url)
 web_url=$(field "$work/localnet.json" web_url)
+# The gateways take zk-nym tickets: the proxy pays with the demo account.
+wallet_dir=$(field "$work/localnet.json" wallet_dir)
 
 echo
 echo "== nymvpn proxy --mode fast --entry DE --exit CH"
-"$bin/nymvpn" proxy --mode fast --directory "$dir_url" --entry DE --exit CH --listen 127.0.0.1:0 >"$work/proxy.out" 2>"$work/proxy.log" &
+NYMVPN_WALLET_DIR="$wallet_dir" "$bin/nymvpn" proxy --mode fast --directory "$dir_url" --entry DE --exit CH --listen 127.0.0.1:0 >"$work/proxy.out" 2>"$work/proxy.log" &
 pids+=($!)
 wait_for "$work/proxy.out" "SOCKS5 proxy on" 60
 cat "$work/proxy.out"

@@ -22,6 +22,8 @@ func main() {
 	port := flag.Uint("directory-port", 0, "directory HTTP port (0: any free port)")
 	epoch := flag.Duration("epoch", localnet.DefaultEpochLength, "epoch length: Sphinx keys rotate and mix layers are reassigned every epoch")
 	perLayer := flag.Int("mixnodes-per-layer", 2, "mix nodes in each of the 3 layers")
+	freePass := flag.Bool("free-pass", false, "gateways admit clients without tickets (development switch)")
+	ticketBytes := flag.Int64("ticket-bandwidth", 0, "bytes one ticket buys (0: the types' own, 500/500/200/100 MB)")
 	verbose := flag.Bool("v", false, "debug logging")
 	flag.Parse()
 
@@ -46,6 +48,11 @@ func main() {
 		fatal("--mixnodes-per-layer %d: want at least 1", *perLayer)
 	}
 	cfg.MixnodesPerLayer = *perLayer
+	cfg.FreePass = *freePass
+	cfg.TicketBandwidth = *ticketBytes
+	// With --dir the issuers, their ledgers and the demo account live there
+	// (and are reused by the next run); without it in a temporary directory.
+	cfg.Dir = *dir
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -81,7 +88,14 @@ func main() {
 		}
 		fmt.Printf("%-11s layer %d (epoch %d) sphinx %s\n", id, layer, topo.Epoch, n.Mixnodes[id].Addr())
 	}
-	fmt.Printf("ready in %v; gateways run with --free-pass (no tickets needed); Ctrl-C stops\n", time.Since(start).Round(time.Millisecond))
+	for i, u := range n.IssuerURLs {
+		fmt.Printf("issuer-%d    %s (%d of %d sign)\n", i+1, u, localnet.IssuerThreshold, localnet.IssuerCount)
+	}
+	pay := "gateways take zk-nym tickets; the demo account's wallet is " + n.WalletDir + " (NYMVPN_WALLET_DIR=" + n.WalletDir + " nymvpn proxy ...)"
+	if cfg.FreePass {
+		pay = "gateways run with --free-pass (no tickets needed)"
+	}
+	fmt.Printf("ready in %v; %s; Ctrl-C stops\n", time.Since(start).Round(time.Millisecond), pay)
 	<-ctx.Done()
 	fmt.Println("stopping")
 	if err := n.Close(); err != nil {

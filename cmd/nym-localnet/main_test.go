@@ -13,7 +13,7 @@ import (
 )
 
 // TestForegroundAndCleanShutdown runs the binary: it writes the manifest
-// (4 gateways and 3 layers of 2 mix nodes), stays up, and exits 0 on SIGTERM.
+// (4 gateways, 3 layers of 2 mix nodes, 3 issuers, the demo account), stays up, and exits 0 on SIGTERM.
 func TestForegroundAndCleanShutdown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -52,10 +52,19 @@ func TestForegroundAndCleanShutdown(t *testing.T) {
 	var m struct {
 		DirectoryURL string `json:"directory_url"`
 		Nodes        []any  `json:"nodes"`
+		Issuers      []string
+		DemoAccount  struct {
+			WalletDir string `json:"wallet_dir"`
+			Phrase    string `json:"recovery_phrase"`
+		} `json:"demo_account"`
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "localnet.json"))
-	if err != nil || json.Unmarshal(b, &m) != nil || !strings.Contains(m.DirectoryURL, "?key=") || len(m.Nodes) != 10 {
+	if err != nil || json.Unmarshal(b, &m) != nil || !strings.Contains(m.DirectoryURL, "?key=") || len(m.Nodes) != 13 ||
+		len(m.Issuers) != 3 || len(strings.Fields(m.DemoAccount.Phrase)) != 24 {
 		t.Fatalf("manifest %s: %v", b, err)
+	}
+	if st, err := os.Stat(filepath.Join(m.DemoAccount.WalletDir, "account")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("demo account file: %v", err)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)

@@ -26,6 +26,7 @@ func benchNet(b *testing.B, size int) (*directory.Topology, string) {
 	}
 	cfg := localnet.DefaultConfig()
 	cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg.FreePass = true // the tunnel's throughput, not tickets
 	n, err := localnet.Start(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)

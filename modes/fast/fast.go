@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/nymvpn/nymvpn/node/directory"
@@ -62,8 +63,16 @@ type Config struct {
 	// EntryKey and ExitKey are the client's WireGuard private keys for each
 	// hop; zero keys are generated for this connection.
 	EntryKey, ExitKey transport.Key
-	// Ticket returns the ticket to pay a gateway in a role, or nil.
+	// Ticket returns the ticket to pay a gateway in a role, or nil. It is
+	// called at Connect and again for every top-up.
 	Ticket func(ctx context.Context, role string, gw directory.Node) ([]byte, error)
+	// MeterInterval is how often the tunnel compares the bytes each hop
+	// exchanged with the allowance the gateway granted (default 1 s): when
+	// what is left falls below the grant's TopUpAt, it registers again with
+	// the same key and a new ticket, which extends the same peer.
+	MeterInterval time.Duration
+	// OnTopUp, if set, is called after each top-up, or failed attempt.
+	OnTopUp func(role string, allowance int64, err error)
 	// Inner is the device the exit tunnel runs on (a kernel TUN, owned by
 	// the caller); nil creates a userspace netstack returned as Tunnel.Net.
 	Inner tun.Device
@@ -96,6 +105,31 @@ type Tunnel struct {
 	entryDev   *device.Device
 	exitDev    *device.Device
 	exitKey    transport.Key
+
+	cfg    Config
+	meter  sync.Mutex
+	hops   [2]hopMeter // entry, exit
+	stop   context.CancelFunc
+	loopWG sync.WaitGroup
+}
+
+// hopMeter is the client's view of one hop's allowance: the grant, the
+// device's byte count when it was made, and the top-ups so far.
+type hopMeter struct {
+	grant    registration.Grant
+	baseline int64
+	topUps   int
+}
+
+// Allowance is what is left of a hop's paid allowance, as the client counts.
+type Allowance struct {
+	// Metered is false when the gateway does not meter (free pass).
+	Metered bool
+	// Granted is the allowance of the last grant; Used the bytes exchanged
+	// since; Left = Granted − Used; TopUpAt the level at which the tunnel
+	// pays again.
+	Granted, Used, Left, TopUpAt int64
+	TopUps                       int
 }
 
 // Connect registers with both gateways and brings up both tunnels. On error
@@ -127,7 +161,7 @@ func Connect(ctx context.Context, cfg Config) (t *Tunnel, err error) {
 		var d net.Dialer
 		cfg.Dial = d.DialContext
 	}
-	t = &Tunnel{Entry: cfg.Entry, Exit: cfg.Exit, exitKey: cfg.ExitKey}
+	t = &Tunnel{Entry: cfg.Entry, Exit: cfg.Exit, exitKey: cfg.ExitKey, cfg: cfg}
 	defer func() {
 		if err != nil {
 			t.Close()
@@ -212,7 +246,119 @@ func Connect(ctx context.Context, cfg Config) (t *Tunnel, err error) {
 	if err := waitHandshake(ctx, t.exitDev); err != nil {
 		return t, fmt.Errorf("fast: exit gateway %s did not complete the WireGuard handshake through the entry: %w", cfg.Exit.ID, err)
 	}
+	t.hops[0].grant, t.hops[1].grant = *entryGrant, *exitGrant
+	if (entryGrant.Bandwidth > 0 || exitGrant.Bandwidth > 0) && cfg.Ticket != nil {
+		lctx, cancel := context.WithCancel(context.Background())
+		t.stop = cancel
+		t.loopWG.Add(1)
+		go func() {
+			defer t.loopWG.Done()
+			t.meterLoop(lctx)
+		}()
+	}
 	return t, nil
+}
+
+// meterLoop tops up each metered hop before its allowance runs out.
+func (t *Tunnel) meterLoop(ctx context.Context) {
+	every := t.cfg.MeterInterval
+	if every <= 0 {
+		every = time.Second
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	var retryAt [2]time.Time
+	var backoff [2]time.Duration
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for hop, role := range []string{registration.RoleEntry, registration.RoleExit} {
+			a := t.allowance(hop)
+			if !a.Metered || a.Left >= a.TopUpAt || time.Now().Before(retryAt[hop]) {
+				continue
+			}
+			left, err := t.topUp(ctx, hop)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				backoff[hop] = min(max(2*backoff[hop], time.Second), 30*time.Second)
+				retryAt[hop] = time.Now().Add(backoff[hop])
+				t.cfg.Logger.Warn("fast: top-up failed", "role", role, "left", a.Left, "err", err, "retry_in", backoff[hop])
+			} else {
+				backoff[hop], retryAt[hop] = 0, time.Time{}
+				t.cfg.Logger.Info("fast: topped up", "role", role, "allowance", left)
+			}
+			if t.cfg.OnTopUp != nil {
+				t.cfg.OnTopUp(role, left, err)
+			}
+		}
+	}
+}
+
+// Allowances returns the entry and exit hops' allowances as the client counts.
+func (t *Tunnel) Allowances() (entry, exit Allowance) { return t.allowance(0), t.allowance(1) }
+
+func (t *Tunnel) allowance(hop int) Allowance {
+	dev := t.entryDev
+	if hop == 1 {
+		dev = t.exitDev
+	}
+	tx, rx := transfer(dev)
+	t.meter.Lock()
+	defer t.meter.Unlock()
+	h := &t.hops[hop]
+	if h.grant.Bandwidth == 0 {
+		return Allowance{TopUps: h.topUps}
+	}
+	a := Allowance{Metered: true, Granted: h.grant.Bandwidth, Used: tx + rx - h.baseline, TopUpAt: h.grant.TopUpAt, TopUps: h.topUps}
+	if a.TopUpAt == 0 {
+		a.TopUpAt = a.Granted / 4
+	}
+	a.Left = a.Granted - a.Used
+	return a
+}
+
+// TopUp pays a hop again now (0 entry, 1 exit): a new ticket, the same key;
+// the gateway extends the same peer and both sides switch to the new
+// preshared key. It returns the new allowance.
+func (t *Tunnel) TopUp(ctx context.Context, role string) (int64, error) {
+	hop := 0
+	if role == registration.RoleExit {
+		hop = 1
+	}
+	return t.topUp(ctx, hop)
+}
+
+func (t *Tunnel) topUp(ctx context.Context, hop int) (int64, error) {
+	cfg := t.cfg
+	gw, role, key, dev := cfg.Entry, registration.RoleEntry, cfg.EntryKey, t.entryDev
+	dial := func(ctx context.Context) (net.Conn, error) { return cfg.Dial(ctx, "tcp", cfg.Entry.RegistrationAddr) }
+	if hop == 1 {
+		gw, role, key, dev = cfg.Exit, registration.RoleExit, cfg.ExitKey, t.exitDev
+		dial = func(ctx context.Context) (net.Conn, error) {
+			return t.entryStack.DialContext(ctx, "tcp", cfg.Exit.RegistrationAddr)
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	grant, psk, err := register(rctx, cfg, gw, role, key, dial)
+	if err != nil {
+		return 0, err
+	}
+	if err := dev.IpcSet(fmt.Sprintf("public_key=%s\nupdate_only=true\npreshared_key=%s\n", hex.EncodeToString(grant.GatewayKey[:]), hex.EncodeToString(psk[:]))); err != nil {
+		return 0, fmt.Errorf("fast: new preshared key for the %s hop: %w", role, err)
+	}
+	tx, rx := transfer(dev)
+	t.meter.Lock()
+	h := &t.hops[hop]
+	h.grant, h.baseline = *grant, tx+rx
+	h.topUps++
+	t.meter.Unlock()
+	return grant.Bandwidth, nil
 }
 
 func mtuOr(m, def int) int {
@@ -338,6 +484,11 @@ func (t *Tunnel) DNSServers() []netip.Addr { return t.ExitGrant.GatewayAddresses
 
 // Close stops both tunnels; it is safe on a partly built Tunnel.
 func (t *Tunnel) Close() error {
+	if t.stop != nil {
+		t.stop()
+		t.loopWG.Wait()
+		t.stop = nil
+	}
 	var errs []error
 	if t.exitDev != nil {
 		t.exitDev.Close() // also closes the inner device

@@ -94,7 +94,7 @@ func TestWholePath(t *testing.T) {
 	var stages []fast.Stage
 	tun, err := fast.Connect(ctx, fast.Config{
 		Entry: node(t, topo, "entry-de-1"), Exit: node(t, topo, "exit-ch-1"),
-		AllowLoopback: true, Logger: testLogger(t),
+		AllowLoopback: true, Logger: testLogger(t), Ticket: n.Ticket,
 		Progress: func(s fast.Stage) { stages = append(stages, s) },
 	})
 	if err != nil {

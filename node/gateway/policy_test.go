@@ -29,6 +29,7 @@ func startNet(t *testing.T) (*localnet.Network, *directory.Topology) {
 	}
 	cfg := localnet.DefaultConfig()
 	cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg.FreePass = true // routing policy, not tickets (tickets_test.go)
 	n, err := localnet.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ package localnet
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,8 +24,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nymvpn/nymvpn/credential"
+	"github.com/nymvpn/nymvpn/credential/wallet"
 	"github.com/nymvpn/nymvpn/node/directory"
 	"github.com/nymvpn/nymvpn/node/gateway"
+	"github.com/nymvpn/nymvpn/node/issuer"
 	"github.com/nymvpn/nymvpn/node/mixnode"
 	"github.com/nymvpn/nymvpn/transport"
 )
@@ -48,8 +52,30 @@ type Config struct {
 	// MixnodesPerLayer is the number of mix nodes in each of the three
 	// layers (default 2; negative: none).
 	MixnodesPerLayer int
-	Logger           *slog.Logger
+	// Dir holds the issuers' keys and ledgers, the gateways' ticket
+	// databases and the demo account's wallet; empty: a temporary directory
+	// removed by Close.
+	Dir string
+	// FreePass lets gateways admit clients without tickets (the development
+	// switch); by default they take tickets from the network's issuers.
+	FreePass bool
+	// TicketBandwidth, if set, is what one ticket of any type buys, in bytes
+	// (small, to watch top-ups); default the types' own (500/500/200/100 MB).
+	TicketBandwidth int64
+	// MeterInterval is how often gateways count peers' traffic (default 1 s).
+	MeterInterval time.Duration
+	// DemoTickets is the demo account's allowance at each issuer (default
+	// 100000 tickets).
+	DemoTickets int64
+	Logger      *slog.Logger
 }
+
+// Issuers: the local network runs IssuerCount issuers, any IssuerThreshold of
+// which sign a ticketbook.
+const (
+	IssuerCount     = 3
+	IssuerThreshold = 2
+)
 
 // DefaultEpochLength is the local network's epoch: short, so key rotation
 // and layer reassignment happen while one watches.
@@ -97,6 +123,21 @@ type Network struct {
 	MixnodeIDs []string
 	// EpochLength is the directory's epoch length.
 	EpochLength time.Duration
+	// Issuers are the credential issuers by id; IssuerURLs their base URLs
+	// in id order; GroupKey the issuers' aggregated verification key.
+	Issuers    map[string]*issuer.Issuer
+	IssuerURLs []string
+	GroupKey   *credential.VerificationKey
+	// Wallet holds the demo account; DemoPhrase is its recovery phrase and
+	// WalletDir where the wallet keeps it.
+	Wallet     *wallet.Wallet
+	DemoPhrase string
+	WalletDir  string
+	// Dir is the network's state directory.
+	Dir string
+
+	tempDir    string
+	issuerSrvs []*http.Server
 
 	httpSrv *http.Server
 	httpLn  net.Listener
@@ -124,7 +165,15 @@ func Start(ctx context.Context, cfg Config) (n *Network, err error) {
 	if cfg.MixnodesPerLayer == 0 {
 		cfg.MixnodesPerLayer = 2
 	}
-	n = &Network{Gateways: map[string]*gateway.Gateway{}, Addrs: map[string]netip.Addr{}, Mixnodes: map[string]*mixnode.Node{}, EpochLength: cfg.EpochLength}
+	n = &Network{Gateways: map[string]*gateway.Gateway{}, Addrs: map[string]netip.Addr{}, Mixnodes: map[string]*mixnode.Node{}, EpochLength: cfg.EpochLength,
+		Issuers: map[string]*issuer.Issuer{}}
+	if cfg.Dir == "" {
+		if n.tempDir, err = os.MkdirTemp("", "nym-localnet-"); err != nil {
+			return nil, fmt.Errorf("localnet: %w", err)
+		}
+		cfg.Dir = n.tempDir
+	}
+	n.Dir = cfg.Dir
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -157,6 +206,9 @@ func Start(ctx context.Context, cfg Config) (n *Network, err error) {
 		return n, err
 	}
 	addr := cfg.Host
+	if err := n.startIssuers(cfg, &addr); err != nil {
+		return n, err
+	}
 	for i, spec := range Gateways {
 		if cfg.PerNodeAddrs {
 			addr = addr.Next()
@@ -222,7 +274,7 @@ func (n *Network) startMixnode(cfg Config, id, country string, addr netip.Addr) 
 }
 
 func (n *Network) startGateway(cfg Config, spec GatewaySpec, addr netip.Addr) error {
-	idPub, _, err := ed25519.GenerateKey(nil)
+	idPub, idKey, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		return err
 	}
@@ -253,6 +305,26 @@ func (n *Network) startGateway(cfg Config, spec GatewaySpec, addr netip.Addr) er
 	}
 	if spec.Role == directory.RoleEntry {
 		mixCfg.ClientListen = netip.AddrPortFrom(addr, 0)
+		// Mixnet clients (and the probe) do not pay yet.
+		mixCfg.FreeIngress = true
+	}
+	var pay *gateway.PaymentConfig
+	if !cfg.FreePass {
+		pay = &gateway.PaymentConfig{
+			Key:           func() *credential.VerificationKey { return n.GroupKey },
+			Database:      filepath.Join(cfg.Dir, "gateways", spec.ID+".db"),
+			MeterInterval: cfg.MeterInterval,
+			Reporting:     &gateway.ReportConfig{Issuers: func() []string { return n.IssuerURLs }, Identity: idKey},
+		}
+		if cfg.TicketBandwidth > 0 {
+			pay.Bandwidth = map[credential.TicketType]int64{}
+			for _, t := range []credential.TicketType{credential.FastEntry, credential.FastExit, credential.MixnetEntry, credential.MixnetExit} {
+				pay.Bandwidth[t] = cfg.TicketBandwidth
+			}
+		}
+		if err := os.MkdirAll(filepath.Dir(pay.Database), 0o700); err != nil {
+			return fmt.Errorf("localnet: %w", err)
+		}
 	}
 	gw, err := gateway.New(gateway.Config{
 		ID:                 spec.ID,
@@ -261,7 +333,8 @@ func (n *Network) startGateway(cfg Config, spec GatewaySpec, addr netip.Addr) er
 		WireGuardKey:       wgKey,
 		WireGuardListen:    netip.AddrPortFrom(addr, 0),
 		RegistrationListen: netip.AddrPortFrom(addr, 0),
-		FreePass:           true,
+		FreePass:           cfg.FreePass,
+		Payment:            pay,
 		Topology:           n.Directory.Topology,
 		Exit: gateway.ExitPolicy{
 			OutboundAddr:  addr,
@@ -304,12 +377,108 @@ func (n *Network) startWeb(host netip.Addr) error {
 	return nil
 }
 
+// startIssuers makes the issuers' keys (a trusted dealer, as nym-node
+// issuer-keygen), runs IssuerCount issuers each on its own address, lists them
+// in the directory and gives the demo account its allowance at each.
+func (n *Network) startIssuers(cfg Config, addr *netip.Addr) error {
+	keyDir := filepath.Join(cfg.Dir, "issuers")
+	var dirs []string
+	var err error
+	if _, serr := os.Stat(filepath.Join(keyDir, issuer.GroupKeyFileName)); serr == nil {
+		// A directory used before: the same issuers, ledgers and demo account.
+		for i := 1; i <= IssuerCount; i++ {
+			dirs = append(dirs, filepath.Join(keyDir, fmt.Sprintf("issuer-%d", i)))
+		}
+	} else if dirs, err = issuer.Keygen(rand.Reader, keyDir, IssuerThreshold, IssuerCount); err != nil {
+		return fmt.Errorf("localnet: %w", err)
+	}
+	var shares []*credential.IssuerVerificationKey
+	for k, d := range dirs {
+		if cfg.PerNodeAddrs {
+			*addr = addr.Next()
+		}
+		id := fmt.Sprintf("issuer-%d", k+1)
+		idPub, idKey, err := ed25519.GenerateKey(nil)
+		if err != nil {
+			return err
+		}
+		iss, err := issuer.New(issuer.Config{ID: id, DataDir: d, Identity: idKey, Topology: n.Directory.Topology, Logger: cfg.Logger.With("node", id)})
+		if err != nil {
+			return fmt.Errorf("localnet: %s: %w", id, err)
+		}
+		n.Issuers[id] = iss
+		ln, err := net.Listen("tcp", netip.AddrPortFrom(*addr, 0).String())
+		if err != nil {
+			return fmt.Errorf("localnet: %s: %w", id, err)
+		}
+		srv := &http.Server{Handler: iss.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
+		n.issuerSrvs = append(n.issuerSrvs, srv)
+		url := "http://" + ln.Addr().String()
+		n.IssuerURLs = append(n.IssuerURLs, url)
+		n.Addrs[id] = *addr
+		if n.DNS != nil {
+			n.DNS.Set(id, *addr)
+		}
+		if err := n.Directory.Add(directory.Node{ID: id, Roles: []directory.Role{directory.RoleIssuer}, Country: "CH", IdentityKey: idPub, IssuerURL: url}); err != nil {
+			return err
+		}
+		shares = append(shares, iss.Key().Share)
+	}
+	// Gateways verify against the key aggregated from a threshold of shares.
+	if n.GroupKey, err = credential.AggregateVerificationKeys(shares[:IssuerThreshold]); err != nil {
+		return fmt.Errorf("localnet: %w", err)
+	}
+	if !n.GroupKey.Equal(n.Issuers["issuer-1"].Key().Group) {
+		return errors.New("localnet: the issuers' shares do not aggregate to their group key")
+	}
+	// The demo account.
+	n.WalletDir = filepath.Join(cfg.Dir, "demo-wallet")
+	n.Wallet, err = wallet.Open(wallet.Config{Dir: n.WalletDir, Topology: func(context.Context) (*directory.Topology, error) { return n.Directory.Topology(), nil },
+		Logger: cfg.Logger.With("node", "demo-wallet")})
+	if err != nil {
+		return fmt.Errorf("localnet: demo wallet: %w", err)
+	}
+	if a := n.Wallet.Account(); a != nil {
+		n.DemoPhrase = a.Phrase()
+	} else if n.DemoPhrase, err = n.Wallet.CreateAccount(); err != nil {
+		return fmt.Errorf("localnet: demo account: %w", err)
+	}
+	tickets := cfg.DemoTickets
+	if tickets <= 0 {
+		tickets = 100000
+	}
+	for _, iss := range n.Issuers {
+		if _, err := iss.AddAllowance(n.Wallet.Account().ID(), tickets); err != nil {
+			return fmt.Errorf("localnet: demo account: %w", err)
+		}
+	}
+	return nil
+}
+
+// Ticket spends one of the demo account's tickets for gw in role: the
+// function modes/fast's Config.Ticket wants.
+func (n *Network) Ticket(ctx context.Context, role string, gw directory.Node) ([]byte, error) {
+	return n.Wallet.Ticket(ctx, role, gw)
+}
+
 // Close stops every node.
 func (n *Network) Close() error {
 	var errs []error
 	for _, gw := range n.Gateways {
 		errs = append(errs, gw.Close())
 	}
+	for _, srv := range n.issuerSrvs {
+		errs = append(errs, srv.Close())
+	}
+	for _, iss := range n.Issuers {
+		errs = append(errs, iss.Close())
+	}
+	defer func() {
+		if n.tempDir != "" {
+			os.RemoveAll(n.tempDir)
+		}
+	}()
 	for _, m := range n.Mixnodes {
 		errs = append(errs, m.Close())
 	}
@@ -337,8 +506,21 @@ type Manifest struct {
 	DNS         string             `json:"dns,omitempty"`
 	WebURL      string             `json:"web_url"`
 	Nodes       []directory.Node   `json:"nodes"`
-	Started     time.Time          `json:"started"`
-	PID         int                `json:"pid"`
+	// Issuers are the credential issuers' URLs (also listed in Nodes).
+	Issuers []string `json:"issuers,omitempty"`
+	// DemoAccount is the account the network made, with its allowance at
+	// every issuer: a client uses its wallet directory (NYMVPN_WALLET_DIR)
+	// or imports its recovery phrase.
+	DemoAccount *DemoAccount `json:"demo_account,omitempty"`
+	Started     time.Time    `json:"started"`
+	PID         int          `json:"pid"`
+}
+
+// DemoAccount is the demo account in the manifest.
+type DemoAccount struct {
+	WalletDir string `json:"wallet_dir"`
+	Phrase    string `json:"recovery_phrase"`
+	ID        []byte `json:"id"`
 }
 
 // WriteManifest writes dir/localnet.json atomically and returns its path.
@@ -346,7 +528,11 @@ func (n *Network) WriteManifest(dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("localnet: create %s: %w", dir, err)
 	}
-	m := Manifest{DirectoryURL: n.DirectoryURL, EpochLength: directory.Duration(n.EpochLength), WebURL: n.WebURL, Nodes: n.Directory.Topology().Nodes, Started: time.Now().UTC(), PID: os.Getpid()}
+	m := Manifest{DirectoryURL: n.DirectoryURL, EpochLength: directory.Duration(n.EpochLength), WebURL: n.WebURL, Nodes: n.Directory.Topology().Nodes, Started: time.Now().UTC(), PID: os.Getpid(),
+		Issuers: n.IssuerURLs}
+	if n.Wallet != nil && n.Wallet.Account() != nil {
+		m.DemoAccount = &DemoAccount{WalletDir: n.WalletDir, Phrase: n.DemoPhrase, ID: n.Wallet.Account().ID()}
+	}
 	if n.DNS != nil {
 		m.DNS = n.DNS.Addr().String()
 	}
@@ -356,7 +542,8 @@ func (n *Network) WriteManifest(dir string) (string, error) {
 	}
 	path := filepath.Join(dir, "localnet.json")
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+	// 0600: the manifest carries the demo account's recovery phrase.
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
 		return "", fmt.Errorf("localnet: write manifest: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {

@@ -1,0 +1,192 @@
+package fast_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nymvpn/nymvpn/modes/fast"
+	"github.com/nymvpn/nymvpn/node/directory"
+	"github.com/nymvpn/nymvpn/node/localnet"
+)
+
+const (
+	ticketBytes = 256 << 10 // what one ticket buys on this test network
+	chunkBytes  = 32 << 10  // one HTTP answer: well under a quarter ticket
+)
+
+// startPaidNet starts a local network whose tickets buy ticketBytes and whose
+// gateways count traffic often.
+func startPaidNet(t *testing.T) (*localnet.Network, *directory.Topology) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("needs one loopback address per node (Linux)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := localnet.DefaultConfig()
+	cfg.Logger = testLogger(t)
+	cfg.TicketBandwidth = ticketBytes
+	cfg.MeterInterval = 20 * time.Millisecond
+	n, err := localnet.Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("start local network: %v", err)
+	}
+	t.Cleanup(func() { n.Close() })
+	topo, err := (&directory.Client{URL: n.DirectoryURL}).Fetch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, topo
+}
+
+// chunkServer answers every request with chunkBytes.
+func chunkServer(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, chunkBytes)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) })}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String() + "/"
+}
+
+func get(c *http.Client, url string) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err == nil && n != chunkBytes {
+		err = fmt.Errorf("got %d bytes, want %d", n, chunkBytes)
+	}
+	return err
+}
+
+// waitFor polls cond until it holds or 30 s pass (readiness, not timing).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// One connection moves more than four tickets' worth of bytes through both
+// hops: the tunnel pays again, with the same keys, whenever a gateway's
+// allowance falls below a quarter ticket, and the gateways keep the same peer.
+func TestConnectionOutlivesTicketAndTopsUp(t *testing.T) {
+	n, topo := startPaidNet(t)
+	url := chunkServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	var topUpErrs atomic.Int64
+	tun, err := fast.Connect(ctx, fast.Config{
+		Entry: node(t, topo, "entry-de-1"), Exit: node(t, topo, "exit-ch-1"),
+		AllowLoopback: true, Logger: testLogger(t), Ticket: n.Ticket, MeterInterval: 10 * time.Millisecond,
+		OnTopUp: func(role string, _ int64, err error) {
+			if err != nil {
+				topUpErrs.Add(1)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer tun.Close()
+	entry, exit := tun.Allowances()
+	if !entry.Metered || !exit.Metered || exit.Granted != ticketBytes || exit.TopUpAt != ticketBytes/4 {
+		t.Fatalf("allowances after connect: entry %+v exit %+v", entry, exit)
+	}
+	exitAddrs := tun.ExitGrant.Addresses
+	c := httpClient(tun)
+	const total = 5 * ticketBytes
+	for moved := 0; moved < total; moved += chunkBytes {
+		if err := get(c, url); err != nil {
+			t.Fatalf("after %d KiB: %v", moved>>10, err)
+		}
+		// Let the tunnel notice and top up before the next chunk.
+		waitFor(t, "the allowances to be topped up", func() bool {
+			e, x := tun.Allowances()
+			return e.Left >= e.TopUpAt && x.Left >= x.TopUpAt
+		})
+	}
+	entry, exit = tun.Allowances()
+	if exit.TopUps < 4 || entry.TopUps < 4 {
+		t.Errorf("top-ups: entry %d, exit %d; want ≥4 each for %d KiB over %d KiB tickets", entry.TopUps, exit.TopUps, total>>10, ticketBytes>>10)
+	}
+	for id, want := range map[string]int{"entry-de-1": 1 + entry.TopUps, "exit-ch-1": 1 + exit.TopUps} {
+		st := n.Gateways[id].Stats()
+		if st.TicketsAccepted != int64(want) || st.TicketsRefused != 0 || st.CutOff != 0 {
+			t.Errorf("%s: %d tickets accepted (want %d), %d refused, %d cut off", id, st.TicketsAccepted, want, st.TicketsRefused, st.CutOff)
+		}
+		if cl := n.Gateways[id].Clients(); len(cl) != 1 {
+			t.Errorf("%s has %d clients, want the one peer, extended", id, len(cl))
+		}
+	}
+	if cl := n.Gateways["exit-ch-1"].Clients(); len(cl) == 1 && cl[0].Addresses[0] != exitAddrs[0] {
+		t.Errorf("exit addresses changed from %v to %v", exitAddrs, cl[0].Addresses)
+	}
+	if topUpErrs.Load() != 0 {
+		t.Errorf("%d top-ups failed", topUpErrs.Load())
+	}
+	// Every spent ticket reaches the issuers.
+	waitFor(t, "the spent tickets to be reported", func() bool {
+		return n.Gateways["entry-de-1"].Stats().ReportsPending == 0 && n.Gateways["exit-ch-1"].Stats().ReportsPending == 0
+	})
+}
+
+// A tunnel that cannot pay again is cut off by the gateway once its allowance
+// is spent, and stays off.
+func TestExhaustedPeerCutOff(t *testing.T) {
+	n, topo := startPaidNet(t)
+	url := chunkServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	var calls atomic.Int64
+	tun, err := fast.Connect(ctx, fast.Config{
+		Entry: node(t, topo, "entry-de-1"), Exit: node(t, topo, "exit-ch-1"),
+		AllowLoopback: true, Logger: testLogger(t), MeterInterval: 10 * time.Millisecond,
+		Ticket: func(ctx context.Context, role string, gw directory.Node) ([]byte, error) {
+			if calls.Add(1) > 2 {
+				return nil, errors.New("no tickets left")
+			}
+			return n.Ticket(ctx, role, gw)
+		},
+	})
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer tun.Close()
+	c := httpClient(tun)
+	c.Timeout = 5 * time.Second
+	exitGW := n.Gateways["exit-ch-1"]
+	for moved := 0; exitGW.Stats().CutOff == 0 && n.Gateways["entry-de-1"].Stats().CutOff == 0; moved += chunkBytes {
+		if moved > 4*ticketBytes {
+			t.Fatalf("moved %d KiB on one %d KiB ticket without being cut off", moved>>10, ticketBytes>>10)
+		}
+		if err := get(c, url); err != nil {
+			// Cut off mid-request: the gateway counts before the client does.
+			waitFor(t, "the cut-off to be counted", func() bool {
+				return exitGW.Stats().CutOff+n.Gateways["entry-de-1"].Stats().CutOff > 0
+			})
+			break
+		}
+	}
+	if err := get(c, url); err == nil {
+		t.Fatal("a request went through after the peer was cut off")
+	}
+}
