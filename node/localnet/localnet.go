@@ -469,7 +469,10 @@ func (n *Network) Close() error {
 		errs = append(errs, gw.Close())
 	}
 	for _, srv := range n.issuerSrvs {
-		errs = append(errs, srv.Close())
+		// Shutdown waits for requests in flight before the databases close.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, srv.Shutdown(sctx))
+		cancel()
 	}
 	for _, iss := range n.Issuers {
 		errs = append(errs, iss.Close())
