@@ -22,15 +22,15 @@ import (
 // paidGateway is an exit gateway that takes tickets of an issuer set made
 // here, with a clock the test moves.
 type paidGateway struct {
-	gw                *gateway.Gateway
-	noise, wg         transport.Key
-	vk                *credential.VerificationKey
-	sks               []*credential.IssuerSecretKey
-	ivks              []*credential.IssuerVerificationKey
-	user              *credential.UserSecret
-	clock             atomic.Pointer[time.Time]
-	db                string
-	roles             []directory.Role
+	gw        *gateway.Gateway
+	noise, wg transport.Key
+	vk        *credential.VerificationKey
+	sks       []*credential.IssuerSecretKey
+	ivks      []*credential.IssuerVerificationKey
+	user      *credential.UserSecret
+	clock     atomic.Pointer[time.Time]
+	db        string
+	roles     []directory.Role
 }
 
 func newPaidGateway(t *testing.T) *paidGateway {
