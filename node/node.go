@@ -12,8 +12,10 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"time"
 
+	"github.com/nymvpn/nymvpn/credential"
 	"github.com/nymvpn/nymvpn/node/directory"
 	"github.com/nymvpn/nymvpn/node/gateway"
 )
@@ -76,8 +78,14 @@ type GatewayConfig struct {
 	// from the listen address (e.g. behind NAT); unset publishes the
 	// listen addresses.
 	Announce netip.Addr
+	// FreePass admits clients without tickets (development); otherwise the
+	// gateway finds the issuers in the directory, pins their aggregated key
+	// in DataDir/issuers.key and takes tickets.
 	FreePass bool
-	Exit     gateway.ExitPolicy
+	// TicketBandwidth, if set, is what one ticket buys here, in bytes
+	// (default the types' own).
+	TicketBandwidth int64
+	Exit            gateway.ExitPolicy
 	Pool4    netip.Prefix
 	Pool6    netip.Prefix
 	// MixListen (TCP), if set, makes the gateway a Sphinx final hop;
@@ -106,6 +114,28 @@ func RunGateway(ctx context.Context, cfg GatewayConfig) (err error) {
 		WireGuardListen: cfg.WireGuard, RegistrationListen: cfg.Registration,
 		Pool4: cfg.Pool4, Pool6: cfg.Pool6, FreePass: cfg.FreePass, Exit: cfg.Exit,
 		Topology: topo.Load, Logger: cfg.Logger,
+	}
+	if !cfg.FreePass {
+		iss, err := newIssuerSource(cfg.DataDir, topo, cfg.Logger)
+		if err != nil {
+			return err
+		}
+		gcfg.Payment = &gateway.PaymentConfig{
+			Key: iss.Key, Database: filepath.Join(cfg.DataDir, "tickets.db"),
+			Reporting: &gateway.ReportConfig{Issuers: iss.URLs, Identity: keys.Identity},
+		}
+		if cfg.TicketBandwidth > 0 {
+			gcfg.Payment.Bandwidth = map[credential.TicketType]int64{}
+			for _, t := range []credential.TicketType{credential.FastEntry, credential.FastExit, credential.MixnetEntry, credential.MixnetExit} {
+				gcfg.Payment.Bandwidth[t] = cfg.TicketBandwidth
+			}
+		}
+		go func() {
+			if err := fetch(); err != nil {
+				cfg.Logger.Debug("first topology fetch for the issuers", "err", err)
+			}
+			iss.run(ctx)
+		}()
 	}
 	if cfg.MixListen.IsValid() {
 		// The Sphinx side needs the epoch length before it makes its keys.

@@ -1,5 +1,7 @@
-// Command nym-node runs one node of the network — a directory, a gateway or
-// a mix node — or, as `nym-node probe`, checks every mixnet route.
+// Command nym-node runs one node of the network — a directory, a gateway, a
+// mix node or a credential issuer — or, as `nym-node probe`, checks every
+// mixnet route; `nym-node issuer-keygen` makes the issuers' keys and
+// `nym-node issuer-grant` gives an account tickets at an issuer.
 package main
 
 import (
@@ -16,17 +18,25 @@ import (
 	"github.com/nymvpn/nymvpn/node"
 	"github.com/nymvpn/nymvpn/node/directory"
 	"github.com/nymvpn/nymvpn/node/gateway"
+	"github.com/nymvpn/nymvpn/node/issuer"
 	"github.com/nymvpn/nymvpn/node/mixnode"
 	"github.com/nymvpn/nymvpn/version"
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "probe" {
-		os.Exit(probe(os.Args[2:]))
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "probe":
+			os.Exit(probe(os.Args[2:]))
+		case "issuer-keygen":
+			os.Exit(issuerKeygen(os.Args[2:]))
+		case "issuer-grant":
+			os.Exit(issuerGrant(os.Args[2:]))
+		}
 	}
-	role := flag.String("role", "", "directory, gateway or mixnode")
+	role := flag.String("role", "", "directory, gateway, mixnode or issuer")
 	dataDir := flag.String("data-dir", "", "where the node keeps its keys (created 0700)")
-	listen := flag.String("listen", "127.0.0.1:8080", "directory: HTTP listen address")
+	listen := flag.String("listen", "127.0.0.1:8080", "directory, issuer: HTTP listen address")
 	open := flag.Bool("open", false, "directory: accept announcements from any node (test networks)")
 	epochLength := flag.Duration("epoch-length", directory.DefaultEpochLength, "directory: epoch length (mix layers and Sphinx keys change every epoch)")
 	id := flag.String("id", "", "gateway, mixnode: node id, e.g. gw-de-1")
@@ -39,7 +49,8 @@ func main() {
 	wg := flag.String("wireguard", "127.0.0.1:51822", "gateway: WireGuard UDP listen address")
 	reg := flag.String("registration", "127.0.0.1:51821", "gateway: registration TCP listen address")
 	announce := flag.String("announce", "", "gateway, mixnode: address to publish if not the listen address")
-	freePass := flag.Bool("free-pass", false, "gateway: admit clients without a ticket (development only)")
+	freePass := flag.Bool("free-pass", false, "gateway: admit clients without a ticket (development only); without it the gateway takes zk-nym tickets of the directory's issuers")
+	ticketBytes := flag.Int64("ticket-bandwidth", 0, "gateway: bytes one ticket buys (0: the types' own, 500/500/200/100 MB)")
 	outbound := flag.String("outbound-addr", "", "gateway: local address exit traffic leaves from")
 	dnsUp := flag.String("dns-upstream", "", "gateway: resolver for exit clients' DNS, ip:port")
 	allowLoop := flag.Bool("exit-allow-loopback", false, "gateway: let exit traffic reach this host's loopback (local test networks only)")
@@ -69,7 +80,7 @@ func main() {
 			Ready: func(url string) { fmt.Println("directory:", url) }})
 	case "gateway":
 		cfg := node.GatewayConfig{ID: *id, Country: strings.ToUpper(*country), DirectoryURL: *dirURL, DataDir: *dataDir,
-			FreePass: *freePass, Logger: log, Exit: gateway.ExitPolicy{AllowLoopback: *allowLoop}}
+			FreePass: *freePass, TicketBandwidth: *ticketBytes, Logger: log, Exit: gateway.ExitPolicy{AllowLoopback: *allowLoop}}
 		for _, r := range strings.Split(*gwRoles, ",") {
 			cfg.Roles = append(cfg.Roles, directory.Role(strings.TrimSpace(r)))
 		}
@@ -119,10 +130,21 @@ func main() {
 			fatal("a mix node needs --directory, --id and --country")
 		}
 		err = node.RunMixnode(ctx, cfg)
+	case "issuer":
+		cfg := node.IssuerConfig{ID: *id, Country: strings.ToUpper(*country), DirectoryURL: *dirURL, DataDir: *dataDir, Logger: log,
+			Listen: mustAddrPort("--listen", *listen),
+			Ready:  func(_ *issuer.Issuer, url string) { fmt.Println("issuer:", url) }}
+		if *announce != "" {
+			cfg.Announce = mustAddr("--announce", *announce)
+		}
+		if cfg.DirectoryURL == "" || cfg.ID == "" || cfg.Country == "" {
+			fatal("an issuer needs --directory, --id and --country (and its key in --data-dir, from nym-node issuer-keygen)")
+		}
+		err = node.RunIssuer(ctx, cfg)
 	case "":
-		fatal("--role is required: directory, gateway or mixnode (or the probe command: nym-node probe --directory URL)")
+		fatal("--role is required: directory, gateway, mixnode or issuer (or a command: nym-node probe|issuer-keygen|issuer-grant)")
 	default:
-		fatal("unknown --role %q: want directory, gateway or mixnode (issuer comes later)", *role)
+		fatal("unknown --role %q: want directory, gateway, mixnode or issuer", *role)
 	}
 	if err != nil {
 		fatal("%v", err)
