@@ -86,8 +86,8 @@ type GatewayConfig struct {
 	// (default the types' own).
 	TicketBandwidth int64
 	Exit            gateway.ExitPolicy
-	Pool4    netip.Prefix
-	Pool6    netip.Prefix
+	Pool4           netip.Prefix
+	Pool6           netip.Prefix
 	// MixListen (TCP), if set, makes the gateway a Sphinx final hop;
 	// MixClientListen (TCP) is where an entry gateway takes mixnet clients
 	// (required with MixListen for the entry role).
