@@ -36,7 +36,7 @@ func BenchmarkDaemonFastMode(b *testing.B) {
 	d := newDaemonNet(b)
 	nymvpn := d.mustNymvpn(b)
 	d.startDaemon(b, "nymvpnd")
-	iperfServer := d.inet.Start(b, "iperf3 server", "iperf3", "-s", "-B", inetAddr.Addr().String())
+	iperfServer := d.inet.Start(b, "iperf3 server", "iperf3", "-s", "--forceflush", "-B", inetAddr.Addr().String())
 	iperfServer.WaitFor(b, regexp.MustCompile(`Server listening`), readyTimeout)
 
 	b.Run("iperf3/one-hop", func(b *testing.B) {
@@ -132,7 +132,7 @@ func wgBaseline(b *testing.B, d *daemonNet) {
 	}
 	side(d.entry, "wg baseline (entry)", ePriv, cPub, "", 51900, "10.77.0.1/24")
 	side(d.client, "wg baseline (client)", cPriv, ePub, entryAddrC.Addr().String()+":51900", 51901, "10.77.0.2/24")
-	srv := d.entry.Start(b, "iperf3 server (one hop)", "iperf3", "-s", "-B", "10.77.0.1")
+	srv := d.entry.Start(b, "iperf3 server (one hop)", "iperf3", "-s", "--forceflush", "-B", "10.77.0.1")
 	srv.WaitFor(b, regexp.MustCompile(`Server listening`), readyTimeout)
 	netnstest.Poll(b, readyTimeout, "single-hop tunnel up", func() error {
 		_, err := d.client.Run("ping", "-c", "1", "-W", "1", "10.77.0.1")
