@@ -72,4 +72,3 @@ func FuzzRequestID(f *testing.F) {
 		}
 	})
 }
-
