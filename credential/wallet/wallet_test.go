@@ -20,7 +20,7 @@ import (
 )
 
 // issuers runs 3 issuers (2 of 3) and returns a topology listing them.
-func issuers(t *testing.T) (*directory.Topology, []*issuer.Issuer) {
+func issuers(t testing.TB) (*directory.Topology, []*issuer.Issuer) {
 	t.Helper()
 	dirs, err := issuer.Keygen(rand.Reader, t.TempDir(), 2, 3)
 	if err != nil {

@@ -33,7 +33,7 @@ type paidGateway struct {
 	roles     []directory.Role
 }
 
-func newPaidGateway(t *testing.T) *paidGateway {
+func newPaidGateway(t testing.TB) *paidGateway {
 	t.Helper()
 	p := &paidGateway{db: filepath.Join(t.TempDir(), "tickets.db"), roles: []directory.Role{directory.RoleExit}}
 	var err error
@@ -51,7 +51,7 @@ func newPaidGateway(t *testing.T) *paidGateway {
 	return p
 }
 
-func (p *paidGateway) start(t *testing.T) {
+func (p *paidGateway) start(t testing.TB) {
 	t.Helper()
 	lo := netip.MustParseAddr("127.0.0.1")
 	gw, err := gateway.New(gateway.Config{
@@ -71,7 +71,7 @@ func (p *paidGateway) start(t *testing.T) {
 }
 
 // book issues a book of typ from issuers 1 and 3 of the set vk, sks.
-func issueBook(t *testing.T, user *credential.UserSecret, vk *credential.VerificationKey, sks []*credential.IssuerSecretKey, ivks []*credential.IssuerVerificationKey, typ credential.TicketType, n int) *credential.Ticketbook {
+func issueBook(t testing.TB, user *credential.UserSecret, vk *credential.VerificationKey, sks []*credential.IssuerSecretKey, ivks []*credential.IssuerVerificationKey, typ credential.TicketType, n int) *credential.Ticketbook {
 	t.Helper()
 	req, pend, err := credential.NewTicketbookRequest(rand.Reader, user, typ, credential.ExpiryFor(time.Now()), n)
 	if err != nil {
@@ -96,11 +96,11 @@ func issueBook(t *testing.T, user *credential.UserSecret, vk *credential.Verific
 	return b
 }
 
-func (p *paidGateway) book(t *testing.T, typ credential.TicketType, n int) *credential.Ticketbook {
+func (p *paidGateway) book(t testing.TB, typ credential.TicketType, n int) *credential.Ticketbook {
 	return issueBook(t, p.user, p.vk, p.sks, p.ivks, typ, n)
 }
 
-func spend(t *testing.T, b *credential.Ticketbook, i int, gwKey transport.Key, at time.Time) ([]byte, credential.PayInfo) {
+func spend(t testing.TB, b *credential.Ticketbook, i int, gwKey transport.Key, at time.Time) ([]byte, credential.PayInfo) {
 	t.Helper()
 	pay, err := credential.NewPayInfo(rand.Reader, [32]byte(gwKey.Public()), at)
 	if err != nil {
@@ -115,12 +115,12 @@ func spend(t *testing.T, b *credential.Ticketbook, i int, gwKey transport.Key, a
 
 // register registers a fresh key in role with ticket and returns the grant or
 // the refusal's code.
-func (p *paidGateway) register(t *testing.T, role string, ticket []byte) (*registration.Result, string) {
+func (p *paidGateway) register(t testing.TB, role string, ticket []byte) (*registration.Result, string) {
 	t.Helper()
 	return registerAt(t, p.gw.RegistrationAddr().String(), p.noise.Public(), p.wg.Public(), role, ticket, transport.Key{})
 }
 
-func registerAt(t *testing.T, addr string, noise, wg transport.Key, role string, ticket []byte, key transport.Key) (*registration.Result, string) {
+func registerAt(t testing.TB, addr string, noise, wg transport.Key, role string, ticket []byte, key transport.Key) (*registration.Result, string) {
 	t.Helper()
 	if key.IsZero() {
 		key, _ = transport.GenerateKey()
