@@ -31,11 +31,16 @@ type paidGateway struct {
 	clock     atomic.Pointer[time.Time]
 	db        string
 	roles     []directory.Role
+	mixnet    *gateway.MixnetConfig
+	bandwidth map[credential.TicketType]int64
 }
 
-func newPaidGateway(t testing.TB) *paidGateway {
+func newPaidGateway(t testing.TB, opts ...func(*paidGateway)) *paidGateway {
 	t.Helper()
 	p := &paidGateway{db: filepath.Join(t.TempDir(), "tickets.db"), roles: []directory.Role{directory.RoleExit}}
+	for _, o := range opts {
+		o(p)
+	}
 	var err error
 	if p.vk, p.sks, p.ivks, err = credential.GenerateThresholdKeys(rand.Reader, 2, 3); err != nil {
 		t.Fatal(err)
@@ -59,9 +64,11 @@ func (p *paidGateway) start(t testing.TB) {
 		WireGuardListen: netip.AddrPortFrom(lo, 0), RegistrationListen: netip.AddrPortFrom(lo, 0),
 		Payment: &gateway.PaymentConfig{
 			Key: func() *credential.VerificationKey { return p.vk }, Database: p.db,
-			Now: func() time.Time { return *p.clock.Load() },
+			Now: func() time.Time { return *p.clock.Load() }, Bandwidth: p.bandwidth,
 		},
-		Logger: slog.New(slog.DiscardHandler),
+		Topology: func() *directory.Topology { return &directory.Topology{} },
+		Mixnet:   p.mixnet,
+		Logger:   slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
