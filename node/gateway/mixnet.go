@@ -517,7 +517,9 @@ func (g *Gateway) registerMixnet(p registration.Peer) (*registration.Grant, erro
 		if a == nil || a.left.Load() <= 0 {
 			return nil, registration.Errorf(registration.CodePaymentRequired, "gateway %s requires a %v ticket", g.cfg.ID, credential.MixnetEntry)
 		}
+		m.mu.Lock()
 		grant.Bandwidth, grant.TopUpAt = a.left.Load(), a.topUpAt
+		m.mu.Unlock()
 		return grant, nil
 	}
 	bought, err := g.pay.redeem(p.Ticket, p.Role)
@@ -526,17 +528,25 @@ func (g *Gateway) registerMixnet(p registration.Peer) (*registration.Grant, erro
 		return nil, err
 	}
 	g.stats.tickets.Add(1)
+	now := time.Now()
 	m.mu.Lock()
 	if a = m.allowances[r]; a == nil {
+		// Forget allowances spent long ago before adding one.
+		for k, o := range m.allowances {
+			if o.left.Load() <= 0 && now.Sub(o.updated) > ClientIdleTimeout {
+				delete(m.allowances, k)
+			}
+		}
 		a = &mixAllowance{}
 		m.allowances[r] = a
 	}
-	a.topUpAt, a.updated = g.pay.topUpAt(credential.MixnetEntry), time.Now()
-	m.mu.Unlock()
+	a.topUpAt, a.updated = g.pay.topUpAt(credential.MixnetEntry), now
+	topUpAt := a.topUpAt
 	if a.left.Load() < 0 {
 		a.left.Store(0)
 	}
-	grant.Bandwidth, grant.TopUpAt = a.left.Add(bought), a.topUpAt
+	m.mu.Unlock()
+	grant.Bandwidth, grant.TopUpAt = a.left.Add(bought), topUpAt
 	g.log.Info("mixnet allowance bought", "allowance", grant.Bandwidth)
 	return grant, nil
 }
