@@ -674,3 +674,11 @@ func (w *Wallet) issuerGroup(ctx context.Context) (*issuer.Group, error) {
 	w.mu.Unlock()
 	return g, nil
 }
+
+// NoAllowance reports whether err (from Ticket, Spend or Refill) means the
+// issuers refused because the account is unknown to them or has no allowance
+// left: the user must buy more, retrying does not help.
+func NoAllowance(err error) bool {
+	var ae *issuer.APIError
+	return errors.As(err, &ae) && (ae.Code == issuer.CodeNoAllowance || ae.Code == issuer.CodeUnknownAcct)
+}

@@ -71,6 +71,9 @@ func TestWalletLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := w.Account().ID()
+	if _, err := w.Ticket(ctx, registration.RoleEntry, gw); !wallet.NoAllowance(err) {
+		t.Fatalf("ticket of an account the issuers do not know: %v", err)
+	}
 	for _, i := range iss {
 		i.AddAllowance(id, 100)
 	}
