@@ -50,7 +50,7 @@ commands:
   gateways    list the network's gateways: [--role entry|exit] [--country CC] [--json]
   settings    settings get [--json] [KEY] | settings set KEY VALUE
               keys: mode, entry, exit, dns (comma list, or default), ipv6 (on|off),
-              auto-connect (on|off), directory (URL with ?key=)
+              auto-connect, kill-switch, lockdown, allow-lan (on|off), directory (URL with ?key=)
   proxy       run an unprivileged SOCKS5 proxy through the VPN, without the daemon
   version     print the version of nymvpn and of the running nymvpnd
 

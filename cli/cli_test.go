@@ -395,6 +395,9 @@ func TestSettingsSetGet(t *testing.T) {
 		{"dns", "1.1.1.1, 2606:4700::1111", "dns = 1.1.1.1,2606:4700::1111"},
 		{"ipv6", "off", "ipv6 = off"},
 		{"auto-connect", "on", "auto-connect = on"},
+		{"kill-switch", "off", "kill-switch = off"},
+		{"lockdown", "on", "lockdown = on"},
+		{"allow_lan", "yes", "allow-lan = on"},
 		{"directory", dirURL, "directory = " + dirURL},
 	} {
 		code, out, errOut := d.run(t, "settings", "set", c.key, c.value)
@@ -405,7 +408,7 @@ func TestSettingsSetGet(t *testing.T) {
 	}
 	want := api.Settings{Mode: "mixnet", Entry: "DE", Exit: "exit-ch-1",
 		DNS:  []netip.Addr{netip.MustParseAddr("1.1.1.1"), netip.MustParseAddr("2606:4700::1111")},
-		IPv6: false, AutoConnect: true, DirectoryURL: dirURL}
+		IPv6: false, AutoConnect: true, Lockdown: true, AllowLAN: true, DirectoryURL: dirURL}
 	code, out, errOut := d.run(t, "settings", "get", "--json")
 	wantCode(t, code, out, errOut, ExitOK)
 	var got api.Settings
@@ -417,7 +420,7 @@ func TestSettingsSetGet(t *testing.T) {
 		t.Fatal(code)
 	}
 	inOrder(t, out, "mode", "mixnet", "entry", "DE", "exit", "exit-ch-1", "dns", "1.1.1.1,2606:4700::1111",
-		"ipv6", "off", "auto-connect", "on", "directory", dirURL)
+		"ipv6", "off", "auto-connect", "on", "kill-switch", "off", "lockdown", "on", "allow-lan", "on", "directory", dirURL)
 	if _, out, _ := d.run(t, "settings", "get", "entry"); out != "DE\n" {
 		t.Errorf("settings get entry: %q", out)
 	}

@@ -80,6 +80,12 @@ var settingKeys = []settingKey{
 			return err
 		},
 	},
+	boolSetting("kill-switch", "block traffic outside the tunnel while connecting, reconnecting or failed",
+		func(s api.Settings) bool { return s.KillSwitch }, func(p *api.SettingsPatch, b bool) { p.KillSwitch = &b }),
+	boolSetting("lockdown", "block traffic outside the tunnel even when disconnected",
+		func(s api.Settings) bool { return s.Lockdown }, func(p *api.SettingsPatch, b bool) { p.Lockdown = &b }),
+	boolSetting("allow-lan", "let the local network through while blocking (DNS excepted)",
+		func(s api.Settings) bool { return s.AllowLAN }, func(p *api.SettingsPatch, b bool) { p.AllowLAN = &b }),
 	{
 		name:    "directory",
 		aliases: []string{"directory-url", "directory_url"},
@@ -232,4 +238,20 @@ func (r *runner) settingsSet(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(r.stdout, "%s = %s\n", key.name, key.get(s))
 	return nil
+}
+
+// boolSetting is an on/off setting; underscores and no separator are
+// accepted as aliases of its dashed name. The description is for help.
+func boolSetting(name, _ string, get func(api.Settings) bool, set func(*api.SettingsPatch, bool)) settingKey {
+	return settingKey{
+		name:    name,
+		aliases: []string{strings.ReplaceAll(name, "-", "_"), strings.ReplaceAll(name, "-", "")},
+		get:     func(s api.Settings) string { return onOff(get(s)) },
+		json:    func(s api.Settings) any { return get(s) },
+		set: func(v string, p *api.SettingsPatch) error {
+			b, err := parseBool(v)
+			set(p, b)
+			return err
+		},
+	}
 }

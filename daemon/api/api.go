@@ -146,13 +146,23 @@ type Settings struct {
 	IPv6 bool `json:"ipv6"`
 	// AutoConnect connects when the daemon starts.
 	AutoConnect bool `json:"auto_connect"`
+	// KillSwitch blocks all traffic outside the tunnel in every state but
+	// a user's Disconnected: while connecting, reconnecting, in Error and
+	// Offline.
+	KillSwitch bool `json:"kill_switch"`
+	// Lockdown blocks all traffic outside the tunnel even when the user
+	// disconnected.
+	Lockdown bool `json:"lockdown"`
+	// AllowLAN lets traffic to and from private and link-local networks
+	// through while blocking (DNS excepted).
+	AllowLAN bool `json:"allow_lan"`
 	// DirectoryURL is the network directory with its pinned key (?key=).
 	DirectoryURL string `json:"directory_url"`
 }
 
 // DefaultSettings are the settings of a fresh install.
 func DefaultSettings() Settings {
-	return Settings{Mode: ModeFast, Entry: "auto", Exit: "auto", IPv6: true}
+	return Settings{Mode: ModeFast, Entry: "auto", Exit: "auto", IPv6: true, KillSwitch: true}
 }
 
 // SettingsPatch changes the settings whose fields are set.
@@ -163,6 +173,9 @@ type SettingsPatch struct {
 	DNS          *[]netip.Addr `json:"dns,omitempty"`
 	IPv6         *bool         `json:"ipv6,omitempty"`
 	AutoConnect  *bool         `json:"auto_connect,omitempty"`
+	KillSwitch   *bool         `json:"kill_switch,omitempty"`
+	Lockdown     *bool         `json:"lockdown,omitempty"`
+	AllowLAN     *bool         `json:"allow_lan,omitempty"`
 	DirectoryURL *string       `json:"directory_url,omitempty"`
 }
 

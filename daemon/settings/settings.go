@@ -294,6 +294,15 @@ func Apply(s api.Settings, p api.SettingsPatch) (api.Settings, error) {
 	if p.AutoConnect != nil {
 		s.AutoConnect = *p.AutoConnect
 	}
+	if p.KillSwitch != nil {
+		s.KillSwitch = *p.KillSwitch
+	}
+	if p.Lockdown != nil {
+		s.Lockdown = *p.Lockdown
+	}
+	if p.AllowLAN != nil {
+		s.AllowLAN = *p.AllowLAN
+	}
 	if p.DirectoryURL != nil {
 		s.DirectoryURL = *p.DirectoryURL
 	}

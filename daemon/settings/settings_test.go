@@ -316,12 +316,13 @@ func TestApply(t *testing.T) {
 		Mode: ptr("mixnet"), Entry: ptr("de"), Exit: ptr("Exit-1"),
 		DNS: ptr([]netip.Addr{netip.MustParseAddr("1.1.1.1")}), IPv6: ptr(false),
 		AutoConnect: ptr(true), DirectoryURL: ptr(testDirURL),
+		KillSwitch: ptr(false), Lockdown: ptr(true), AllowLAN: ptr(true),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := api.Settings{Mode: "mixnet", Entry: "DE", Exit: "exit-1", DNS: []netip.Addr{netip.MustParseAddr("1.1.1.1")},
-		IPv6: false, AutoConnect: true, DirectoryURL: testDirURL}
+		IPv6: false, AutoConnect: true, Lockdown: true, AllowLAN: true, DirectoryURL: testDirURL}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
