@@ -19,6 +19,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"reflect"
+	"sync"
 	"time"
 
 	"github.com/nymvpn/nymvpn/daemon/api"
@@ -38,7 +40,43 @@ type Info struct {
 	DNS []netip.Addr
 	// IPv6 is false when IPv6 must be blocked rather than tunneled.
 	IPv6 bool
+	// Endpoints are the outer endpoints the tunnel's own sockets use (the
+	// entry gateway's WireGuard and registration endpoints): the kill
+	// switch lets the daemon reach them while it blocks everything else.
+	Endpoints []Endpoint
 }
+
+// Endpoint is a destination the daemon's own (marked) sockets may reach
+// while the kill switch blocks.
+type Endpoint struct {
+	Proto string // "tcp" or "udp"
+	Addr  netip.AddrPort
+}
+
+// Protection is what the kill switch must let through; the zero value lets
+// everything through.
+type Protection struct {
+	Block bool
+	// Endpoints the daemon's marked sockets may reach.
+	Endpoints []Endpoint
+	// Tunnel is the interface whose traffic is allowed, DNS the only
+	// resolvers DNS may go to (through it).
+	Tunnel string
+	DNS    []netip.Addr
+	// AllowLAN lets the local network through (DNS excepted).
+	AllowLAN bool
+}
+
+// Firewall enforces a Protection: the kill switch.
+type Firewall interface {
+	// Protect replaces the rules with p, atomically.
+	Protect(ctx context.Context, p Protection) error
+}
+
+// Allow lets the daemon's sockets reach more endpoints during an attempt
+// (the directory, then the chosen entry gateway). It returns once the
+// firewall lets them through.
+type Allow func(ctx context.Context, eps ...Endpoint) error
 
 // Tunnel is an established tunnel, owned by the machine once Connect returns it.
 type Tunnel interface {
@@ -58,9 +96,10 @@ type Progress func(stage string, entry, exit *api.Gateway)
 // Connector builds tunnels.
 type Connector interface {
 	// Connect builds a tunnel for the settings, reporting stages through
-	// progress. It returns promptly when ctx is cancelled. An error wrapped
-	// with Permanent is not retried.
-	Connect(ctx context.Context, s api.Settings, progress Progress) (Tunnel, error)
+	// progress. Before its sockets reach an endpoint it calls allow with
+	// it, so that the kill switch lets it through. It returns promptly when
+	// ctx is cancelled. An error wrapped with Permanent is not retried.
+	Connect(ctx context.Context, s api.Settings, progress Progress, allow Allow) (Tunnel, error)
 }
 
 // System points the machine's traffic and DNS at a tunnel and back.
@@ -145,7 +184,11 @@ type Config struct {
 	OnState func(api.State)
 	// OnTraffic is called about once a second while connected, nil after.
 	OnTraffic func(*api.Traffic)
-	Logger    *slog.Logger
+	// Firewall is the kill switch; nil means none. It blocks in every
+	// state but a user's Disconnected when Settings().KillSwitch is on,
+	// and in that one too with Settings().Lockdown.
+	Firewall Firewall
+	Logger   *slog.Logger
 }
 
 // Machine is the tunnel state machine. Its methods are safe for concurrent
@@ -153,6 +196,20 @@ type Config struct {
 type Machine struct {
 	cfg  Config
 	cmds chan command
+
+	fwMu sync.Mutex // serializes firewall changes from the loop and attempts
+	fw   fwState
+}
+
+// fwState is what the firewall's rules derive from.
+type fwState struct {
+	kind    api.StateKind
+	stopped bool // Run returned: block if the target is connected
+	target  bool
+	att     *attempt   // the running attempt, whose endpoints are allowed
+	eps     []Endpoint // allowed by the attempt so far
+	info    *Info      // the tunnel, once up
+	applied *Protection
 }
 
 type commandKind int
@@ -196,7 +253,80 @@ func New(cfg Config) *Machine {
 	if cfg.OnTraffic == nil {
 		cfg.OnTraffic = func(*api.Traffic) {}
 	}
-	return &Machine{cfg: cfg, cmds: make(chan command)}
+	return &Machine{cfg: cfg, cmds: make(chan command), fw: fwState{kind: api.Disconnected}}
+}
+
+// protection derives the kill switch's rules from the state and settings.
+func protection(fw fwState, s api.Settings) Protection {
+	// Disconnected with the target "connected" happens only at start,
+	// just before the machine reconnects, and after Run returned: block
+	// then too, so a restarted daemon never opens a gap.
+	block := s.Lockdown || (s.KillSwitch && (fw.target || (!fw.stopped && fw.kind != api.Disconnected)))
+	if !block {
+		return Protection{}
+	}
+	p := Protection{Block: true, AllowLAN: s.AllowLAN}
+	if fw.stopped {
+		return p
+	}
+	p.Endpoints = append(p.Endpoints, fw.eps...)
+	if fw.info != nil {
+		p.Endpoints = append(p.Endpoints, fw.info.Endpoints...)
+		p.Tunnel = fw.info.Interface
+		p.DNS = fw.info.DNS
+	}
+	return p
+}
+
+// applyFirewallLocked enforces the current fwState; m.fwMu is held.
+func (m *Machine) applyFirewallLocked(ctx context.Context) error {
+	if m.cfg.Firewall == nil {
+		return nil
+	}
+	p := protection(m.fw, m.cfg.Settings())
+	if m.fw.applied != nil && reflect.DeepEqual(*m.fw.applied, p) {
+		return nil
+	}
+	if err := m.cfg.Firewall.Protect(ctx, p); err != nil {
+		m.fw.applied = nil
+		return fmt.Errorf("kill switch: %w", err)
+	}
+	m.fw.applied = &p
+	m.cfg.Logger.Debug("kill switch", "block", p.Block, "endpoints", len(p.Endpoints), "tunnel", p.Tunnel, "allow_lan", p.AllowLAN)
+	return nil
+}
+
+// RefreshFirewall re-applies the kill switch, for instance after the user
+// changed its settings.
+func (m *Machine) RefreshFirewall(ctx context.Context) error {
+	m.fwMu.Lock()
+	defer m.fwMu.Unlock()
+	return m.applyFirewallLocked(ctx)
+}
+
+// allowFor returns the Allow of an attempt: endpoints are added only while
+// the attempt is the current one.
+func (m *Machine) allowFor(a *attempt) Allow {
+	return func(ctx context.Context, eps ...Endpoint) error {
+		m.fwMu.Lock()
+		defer m.fwMu.Unlock()
+		if m.fw.att != a {
+			return fmt.Errorf("kill switch: attempt no longer current")
+		}
+		m.fw.eps = append(m.fw.eps, eps...)
+		return m.applyFirewallLocked(ctx)
+	}
+}
+
+// tunnelUp lets an attempt's tunnel through before routes point at it.
+func (m *Machine) tunnelUp(ctx context.Context, a *attempt, info Info) error {
+	m.fwMu.Lock()
+	defer m.fwMu.Unlock()
+	if m.fw.att != a {
+		return fmt.Errorf("kill switch: attempt no longer current")
+	}
+	m.fw.info = &info
+	return m.applyFirewallLocked(ctx)
 }
 
 // ErrStopped is returned by calls made after Run has returned.
@@ -290,6 +420,11 @@ func (m *Machine) Run(ctx context.Context) error {
 	if err != nil {
 		m.cfg.Logger.Warn("reading the persisted target; staying disconnected", "err", err)
 	}
+	// Block at once if the user wants to be connected: a daemon that
+	// crashed comes back blocking before it reconnects.
+	m.fwMu.Lock()
+	m.fw.target = target
+	m.fwMu.Unlock()
 	r.publish(r.state)
 	if target {
 		m.cfg.Logger.Info("the user wanted to be connected before the daemon stopped: reconnecting")
@@ -359,6 +494,7 @@ func (r *run) attemptDone() <-chan attemptResult {
 
 func (r *run) publish(s api.State) {
 	r.state = s
+	r.updateFirewall()
 	r.cfg.Logger.Info("tunnel state", "state", string(s.Kind), "stage", s.Stage, "attempt", s.Attempt, "reason", s.Reason)
 	r.cfg.OnState(s)
 }
@@ -368,7 +504,37 @@ func (r *run) persist(connect bool) error {
 		return fmt.Errorf("persist the target state: %w", err)
 	}
 	r.target = connect
+	r.fwMu.Lock()
+	r.fw.target = connect
+	r.fwMu.Unlock()
 	return nil
+}
+
+// updateFirewall follows the published state. Disconnecting keeps the
+// rules of the state before it until the teardown is done.
+func (r *run) updateFirewall() {
+	r.fwMu.Lock()
+	defer r.fwMu.Unlock()
+	if r.state.Kind == api.Disconnecting {
+		return
+	}
+	r.fw.kind = r.state.Kind
+	if r.fw.att != r.attempt {
+		r.fw.att, r.fw.eps, r.fw.info = r.attempt, nil, nil
+	}
+	switch r.state.Kind {
+	case api.Connected:
+		if r.tunnel != nil {
+			info := r.tunnel.Info()
+			r.fw.info = &info
+		}
+	case api.Connecting:
+	default:
+		r.fw.eps, r.fw.info = nil, nil
+	}
+	if err := r.applyFirewallLocked(r.ctx); err != nil {
+		r.cfg.Logger.Error("kill switch", "state", string(r.state.Kind), "err", err)
+	}
 }
 
 func (r *run) handle(c command) {
@@ -480,10 +646,13 @@ func (r *run) connect(n int) {
 	}
 	go func() {
 		defer cancel()
-		t, err := r.cfg.Connector.Connect(ctx, settings, progress)
+		t, err := r.cfg.Connector.Connect(ctx, settings, progress, r.allowFor(a))
 		if err == nil {
 			progress(StageSystem, nil, nil)
-			if err = r.cfg.System.Up(ctx, t.Info()); err != nil {
+			if err = r.tunnelUp(ctx, a, t.Info()); err != nil {
+				t.Close()
+				t = nil
+			} else if err = r.cfg.System.Up(ctx, t.Info()); err != nil {
 				err = fmt.Errorf("route traffic through the tunnel: %w", err)
 				t.Close()
 				t = nil
@@ -640,6 +809,9 @@ func (r *run) shutdown() {
 		r.tunnel = nil
 	}
 	r.cfg.OnTraffic(nil)
+	r.fwMu.Lock()
+	r.fw.stopped = true // from now on: block if the target is connected
+	r.fwMu.Unlock()
 	r.publish(api.State{Kind: api.Disconnected})
 	// Fail calls that arrive after Run returns.
 	go func() {

@@ -88,11 +88,12 @@ type connectCall struct {
 	ctx      context.Context
 	settings api.Settings
 	progress Progress
+	allow    Allow
 	result   chan attemptResult
 }
 
-func (f *fakeConnector) Connect(ctx context.Context, s api.Settings, p Progress) (Tunnel, error) {
-	c := &connectCall{ctx: ctx, settings: s, progress: p, result: make(chan attemptResult, 1)}
+func (f *fakeConnector) Connect(ctx context.Context, s api.Settings, p Progress, allow Allow) (Tunnel, error) {
+	c := &connectCall{ctx: ctx, settings: s, progress: p, allow: allow, result: make(chan attemptResult, 1)}
 	f.calls <- c
 	select {
 	case r := <-c.result:
@@ -205,7 +206,30 @@ func (m *memTarget) Save(c bool) error {
 	return nil
 }
 
+// fakeFirewall records every protection applied.
+type fakeFirewall struct {
+	mu      sync.Mutex
+	applied []Protection
+}
+
+func (f *fakeFirewall) Protect(_ context.Context, p Protection) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applied = append(f.applied, p)
+	return nil
+}
+
+func (f *fakeFirewall) last() Protection {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.applied) == 0 {
+		return Protection{}
+	}
+	return f.applied[len(f.applied)-1]
+}
+
 type harness struct {
+	fw        *fakeFirewall
 	t         *testing.T
 	m         *Machine
 	clock     *fakeClock
@@ -228,7 +252,9 @@ func newHarness(t *testing.T, targetConnected bool) *harness {
 		log: &eventLog{}, target: &memTarget{connect: targetConnected},
 		states: make(chan api.State, 100), traffic: make(chan *api.Traffic, 100), settings: api.DefaultSettings()}
 	h.sys = &fakeSystem{log: h.log}
+	h.fw = &fakeFirewall{}
 	h.m = New(Config{
+		Firewall:  h.fw,
 		Connector: h.conn, System: h.sys, Target: h.target, Clock: h.clock,
 		Settings: func() api.Settings { h.setMu.Lock(); defer h.setMu.Unlock(); return h.settings },
 		Backoff: func(failed int) time.Duration {
@@ -325,12 +351,18 @@ func (h *harness) noState() {
 	}
 }
 
+var (
+	entryWG   = Endpoint{"udp", netip.MustParseAddrPort("172.31.1.1:51822")}
+	entryReg  = Endpoint{"tcp", netip.MustParseAddrPort("172.31.1.1:51821")}
+	directory = Endpoint{"tcp", netip.MustParseAddrPort("172.31.1.1:8080")}
+)
+
 func gw(id, cc string) api.Gateway { return api.Gateway{ID: id, Country: cc} }
 
 func (h *harness) tunnel(exitID string) *fakeTunnel {
 	return &fakeTunnel{log: h.log, info: Info{Mode: api.ModeFast, Entry: gw("entry-de-1", "DE"), Exit: gw(exitID, "CH"),
 		Interface: "nymvpn0", MTU: 1340, Addresses: []netip.Prefix{netip.MustParsePrefix("10.1.0.2/32")},
-		DNS: []netip.Addr{netip.MustParseAddr("10.1.0.1")}, IPv6: true}}
+		DNS: []netip.Addr{netip.MustParseAddr("10.1.0.1")}, IPv6: true, Endpoints: []Endpoint{entryWG}}}
 }
 
 // connectOK runs one successful attempt from its first state.
