@@ -10,6 +10,10 @@ type NetworkChange struct {
 	// Online is true while some interface other than the tunnel's is up
 	// with a global unicast address: the host could reach a gateway.
 	Online bool
+	// Addresses are the usable addresses of those interfaces, sorted: when
+	// they change the host moved to another network (or woke up on one),
+	// and the tunnel's outer socket should be rebuilt.
+	Addresses []netip.Addr
 }
 
 // usableAddr reports whether an interface address could carry traffic to a
@@ -19,7 +23,7 @@ func usableAddr(a netip.Addr) bool {
 }
 
 // WatchNetwork calls onChange with the host's connectivity at once and
-// again whenever it changes, until ctx ends. Interfaces for which ignore
+// again whenever it or the set of usable addresses changes, until ctx ends. Interfaces for which ignore
 // returns true (the tunnel's own TUN) do not count. On systems without a
 // watcher it reports online once and returns nil, so the daemon never
 // believes itself offline there.

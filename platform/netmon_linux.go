@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 )
@@ -19,15 +20,17 @@ func watchNetwork(ctx context.Context, ignore func(string) bool, onChange func(N
 	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: func(error) {}}); err != nil {
 		return fmt.Errorf("watch network addresses: %w", err)
 	}
-	last, known := false, false
+	var last NetworkChange
+	known := false
 	check := func() {
-		online, err := hostOnline(ignore)
+		addrs, err := usableAddrs(ignore)
 		if err != nil {
 			return // keep the last verdict; the next event checks again
 		}
-		if !known || online != last {
-			known, last = true, online
-			onChange(NetworkChange{Online: online})
+		now := NetworkChange{Online: len(addrs) > 0, Addresses: addrs}
+		if !known || now.Online != last.Online || !slices.Equal(now.Addresses, last.Addresses) {
+			known, last = true, now
+			onChange(now)
 		}
 	}
 	check()
@@ -49,13 +52,14 @@ func watchNetwork(ctx context.Context, ignore func(string) bool, onChange func(N
 	}
 }
 
-// hostOnline looks for an interface that is up, not ignored, with a usable
-// address.
-func hostOnline(ignore func(string) bool) (bool, error) {
+// usableAddrs lists the usable addresses of the interfaces that are up and
+// not ignored, sorted.
+func usableAddrs(ignore func(string) bool) ([]netip.Addr, error) {
 	ls, err := netlink.LinkList()
 	if err != nil {
-		return false, fmt.Errorf("list links: %w", err)
+		return nil, fmt.Errorf("list links: %w", err)
 	}
+	var out []netip.Addr
 	for _, l := range ls {
 		a := l.Attrs()
 		if a.Flags&(1<<0) == 0 || a.OperState == netlink.OperDown || a.OperState == netlink.OperLowerLayerDown {
@@ -70,9 +74,10 @@ func hostOnline(ignore func(string) bool) (bool, error) {
 		}
 		for _, ad := range as {
 			if ip, ok := netip.AddrFromSlice(ad.IP); ok && usableAddr(ip.Unmap()) {
-				return true, nil
+				out = append(out, ip.Unmap())
 			}
 		}
 	}
-	return false, nil
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	return slices.Compact(out), nil
 }

@@ -21,7 +21,7 @@ func TestWatchNetworkInNamespace(t *testing.T) {
 	next := func(want string) {
 		t.Helper()
 		// WaitFor matches the whole output so far: count the verdicts.
-		re := regexp.MustCompile(`(?s)(NETWORK online=\w+\n)+`)
+		re := regexp.MustCompile(`(?s)(NETWORK online=\w+ \[[^\]]*\]\n)+`)
 		netnstest.Poll(t, time.Minute, "verdict "+want, func() error {
 			m := re.FindString(w.Stdout())
 			lines := strings.Split(strings.TrimSpace(m), "\n")
@@ -31,7 +31,7 @@ func TestWatchNetworkInNamespace(t *testing.T) {
 			return nil
 		})
 	}
-	next("false")
+	next("false []")
 	// The tunnel's link, up with an address, does not count.
 	// (A veth pair: this kernel may lack the dummy driver.)
 	a.MustRun(t, "ip", "link", "add", "nymvpn0", "type", "veth", "peer", "name", "nymvpn0p")
@@ -39,13 +39,18 @@ func TestWatchNetworkInNamespace(t *testing.T) {
 	a.MustRun(t, "ip", "link", "set", "nymvpn0p", "up")
 	a.MustRun(t, "ip", "link", "set", "nymvpn0", "up")
 	aIf, _ := netnstest.Link(t, a.Namespace, netip.MustParsePrefix("172.30.9.1/24"), b, netip.MustParsePrefix("172.30.9.2/24"))
-	next("true")
+	next("true [172.30.9.1]")
 	a.MustRun(t, "ip", "link", "set", aIf, "down")
-	next("false")
+	next("false []")
 	a.MustRun(t, "ip", "link", "set", aIf, "up")
-	next("true")
-	if n := strings.Count(w.Stdout(), "NETWORK"); n != 4 {
-		t.Errorf("%d verdicts, want 4 (one per change):\n%s", n, w.Stdout())
+	next("true [172.30.9.1]")
+	// Moving to another network: a new address is a change, online or not.
+	a.MustRun(t, "ip", "addr", "add", "172.30.10.1/24", "dev", aIf)
+	next("true [172.30.9.1 172.30.10.1]")
+	a.MustRun(t, "ip", "addr", "del", "172.30.9.1/24", "dev", aIf)
+	next("true [172.30.10.1]")
+	if n := strings.Count(w.Stdout(), "NETWORK"); n != 6 {
+		t.Errorf("%d verdicts, want 6 (one per change):\n%s", n, w.Stdout())
 	}
 }
 

@@ -108,7 +108,7 @@ func runHelper(mode string, cfg helperConfig) error {
 	case "netmon":
 		// Prints each verdict of WatchNetwork, ignoring the "nymvpn0" link.
 		return WatchNetwork(context.Background(), func(n string) bool { return n == "nymvpn0" }, func(c NetworkChange) {
-			fmt.Printf("NETWORK online=%v\n", c.Online)
+			fmt.Printf("NETWORK online=%v %v\n", c.Online, c.Addresses)
 		})
 	}
 	return fmt.Errorf("unknown helper mode %q", mode)
