@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want=(curl iproute2 nftables iperf3 dnsutils iputils-ping util-linux dbus-daemon)
+# nymvpn-app (Gio, cgo): its C libraries, and Xvfb, xdotool and ImageMagick for its
+# tests under a virtual display.
+want+=(libwayland-dev libxkbcommon-x11-dev libgles2-mesa-dev libegl1-mesa-dev libffi-dev
+  libxcursor-dev libvulkan-dev libx11-xcb-dev pkg-config xvfb xdotool imagemagick)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
