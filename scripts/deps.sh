@@ -4,7 +4,7 @@
 # Go modules through the module proxy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-want=(curl iproute2 nftables iperf3 dnsutils iputils-ping util-linux dbus-daemon)
+want=(curl iproute2 nftables iperf3 dnsutils iputils-ping util-linux dbus-daemon tcpdump)
 # nymvpn-app (Gio, cgo): its C libraries, and Xvfb, xdotool and ImageMagick for its
 # tests under a virtual display.
 want+=(libwayland-dev libxkbcommon-x11-dev libgles2-mesa-dev libegl1-mesa-dev libffi-dev
