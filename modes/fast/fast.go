@@ -81,6 +81,10 @@ type Config struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// OuterBind carries the entry tunnel's UDP; nil uses a standard socket.
 	OuterBind conn.Bind
+	// AllowEntry, when set, is called with the entry gateway's WireGuard
+	// endpoint (as the registration granted it) before any packet goes
+	// there, so that a kill switch can let it through.
+	AllowEntry func(ctx context.Context, ep netip.AddrPort) error
 	// FwMark, when not zero, marks the entry tunnel's UDP socket (Linux
 	// SO_MARK, through the bind's SetMark), so that policy routing can keep
 	// the tunnel's own packets out of the tunnel. The registration
@@ -96,8 +100,10 @@ type Config struct {
 // Tunnel is an established two-hop tunnel.
 type Tunnel struct {
 	Entry, Exit directory.Node
-	EntryGrant  registration.Grant
-	ExitGrant   registration.Grant
+	// EntryEndpoint is the entry gateway's WireGuard endpoint in use.
+	EntryEndpoint netip.AddrPort
+	EntryGrant    registration.Grant
+	ExitGrant     registration.Grant
 	// Net is the userspace stack on the inner tunnel when Config.Inner was nil.
 	Net *netstack.Stack
 
@@ -184,6 +190,12 @@ func Connect(ctx context.Context, cfg Config) (t *Tunnel, err error) {
 	if err != nil {
 		return t, err
 	}
+	if cfg.AllowEntry != nil {
+		if err := cfg.AllowEntry(ctx, entryEP); err != nil {
+			return t, fmt.Errorf("fast: %w", err)
+		}
+	}
+	t.EntryEndpoint = entryEP
 	t.entryStack, err = netstack.New(netstack.Config{
 		Addresses: entryGrant.Addresses, MTU: mtuOr(entryGrant.MTU, EntryMTU),
 		AllowLoopback: cfg.AllowLoopback, Logger: cfg.Logger,
