@@ -3,11 +3,14 @@ package gateway
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/nymvpn/nymvpn/registration"
+	"github.com/nymvpn/nymvpn/tun/netstack"
 )
 
 // dnsTimeout bounds one relayed DNS exchange.
@@ -20,36 +23,59 @@ const maxDNSInFlight = 256
 // serveDNS relays DNS sent to the gateway's tunnel addresses (UDP and TCP
 // port 53) to the configured upstream, for exit clients only.
 func (g *Gateway) serveDNS(ctx context.Context) error {
-	up := g.cfg.Exit.DNSUpstream
+	r := &dnsRelay{stack: g.stack, upstream: g.cfg.Exit.DNSUpstream, wg: &g.wg, log: g.log,
+		allow:   func(a net.Addr) (netip.AddrPort, bool) { return g.exitClient(a) },
+		refused: func() { g.stats.refused.Add(1) }}
+	return r.serve(ctx, g.TunnelAddrs())
+}
+
+// dnsRelay answers DNS on addresses of a userspace stack by asking an
+// upstream resolver: the gateway's relay for exit clients, and the mixnet IP
+// packet router's (ExitDevice).
+type dnsRelay struct {
+	stack    *netstack.Stack
+	upstream netip.AddrPort
+	// allow says whether a query's source may use the relay (it counts its
+	// own refusals), and returns it as an address.
+	allow func(net.Addr) (netip.AddrPort, bool)
+	// refused counts queries dropped because too many were in flight.
+	refused func()
+	wg      *sync.WaitGroup
+	log     *slog.Logger
+}
+
+// serve listens on port 53 of addrs in the stack until ctx ends.
+func (r *dnsRelay) serve(ctx context.Context, addrs []netip.Addr) error {
+	up := r.upstream
 	sem := make(chan struct{}, maxDNSInFlight)
-	for _, a := range g.TunnelAddrs() {
-		pc, err := g.stack.ListenUDP(netip.AddrPortFrom(a, 53))
+	for _, a := range addrs {
+		pc, err := r.stack.ListenUDP(netip.AddrPortFrom(a, 53))
 		if err != nil {
 			return err
 		}
-		ln, err := g.stack.ListenTCP(netip.AddrPortFrom(a, 53))
+		ln, err := r.stack.ListenTCP(netip.AddrPortFrom(a, 53))
 		if err != nil {
 			pc.Close()
 			return err
 		}
 		context.AfterFunc(ctx, func() { pc.Close(); ln.Close() })
-		g.wg.Add(2)
+		r.wg.Add(2)
 		go func() {
-			defer g.wg.Done()
+			defer r.wg.Done()
 			buf := make([]byte, 65535)
 			for {
 				n, from, err := pc.ReadFrom(buf)
 				if err != nil {
 					return
 				}
-				src, ok := g.exitClient(from)
+				src, ok := r.allow(from)
 				if !ok {
 					continue
 				}
 				select {
 				case sem <- struct{}{}:
 				default:
-					g.stats.refused.Add(1)
+					r.refused()
 					continue
 				}
 				q := append([]byte(nil), buf[:n]...)
@@ -58,19 +84,19 @@ func (g *Gateway) serveDNS(ctx context.Context) error {
 					if reply, err := exchangeUDP(ctx, up, q); err == nil {
 						pc.WriteTo(reply, net.UDPAddrFromAddrPort(src))
 					} else {
-						g.log.Debug("DNS relay", "err", err)
+						r.log.Debug("DNS relay", "err", err)
 					}
 				}()
 			}
 		}()
 		go func() {
-			defer g.wg.Done()
+			defer r.wg.Done()
 			for {
 				c, err := ln.Accept()
 				if err != nil {
 					return
 				}
-				if _, ok := g.exitClient(c.RemoteAddr()); !ok {
+				if _, ok := r.allow(c.RemoteAddr()); !ok {
 					c.Close()
 					continue
 				}

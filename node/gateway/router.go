@@ -104,21 +104,32 @@ func (r *router) exitEndpoint(dst netip.AddrPort, proto string) bool {
 // exitDestination applies the exit policy. (DNS to the gateway's own tunnel
 // addresses never gets here: the stack's listeners serve it, see serveDNS.)
 func (r *router) exitDestination(dst netip.AddrPort, proto string) (netip.AddrPort, error) {
-	g := r.g
-	a := dst.Addr()
+	if err := r.g.cfg.Exit.refuse(dst.Addr(), r.g.cfg.Pool4, r.g.cfg.Pool6); err != nil {
+		return netip.AddrPort{}, err
+	}
+	return dst, nil
+}
+
+// refuse says why exit traffic may not go to a, or nil: unspecified,
+// multicast and link-local destinations, loopback unless AllowLoopback, the
+// client pools and the Deny list are refused.
+func (p *ExitPolicy) refuse(a netip.Addr, pools ...netip.Prefix) error {
 	switch {
 	case a.IsUnspecified(), a.IsMulticast(), a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast(),
 		a.IsInterfaceLocalMulticast():
-		return netip.AddrPort{}, fmt.Errorf("%w: %v is not a routable destination", errPolicy, a)
-	case a.IsLoopback() && !g.cfg.Exit.AllowLoopback:
-		return netip.AddrPort{}, fmt.Errorf("%w: %v is the gateway's own loopback", errPolicy, a)
-	case g.cfg.Pool4.Contains(a) || g.cfg.Pool6.Contains(a):
-		return netip.AddrPort{}, fmt.Errorf("%w: %v is another client of this gateway", errPolicy, a)
+		return fmt.Errorf("%w: %v is not a routable destination", errPolicy, a)
+	case a.IsLoopback() && !p.AllowLoopback:
+		return fmt.Errorf("%w: %v is the gateway's own loopback", errPolicy, a)
 	}
-	for _, p := range g.cfg.Exit.Deny {
-		if p.Contains(a) {
-			return netip.AddrPort{}, fmt.Errorf("%w: %v is in the denied range %v", errPolicy, a, p)
+	for _, pool := range pools {
+		if pool.Contains(a) {
+			return fmt.Errorf("%w: %v is another client of this gateway", errPolicy, a)
 		}
 	}
-	return dst, nil
+	for _, d := range p.Deny {
+		if d.Contains(a) {
+			return fmt.Errorf("%w: %v is in the denied range %v", errPolicy, a, d)
+		}
+	}
+	return nil
 }
