@@ -1,0 +1,140 @@
+package viewmodel
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/nymvpn/nymvpn/daemon/api"
+)
+
+// Explanation is a failure in plain words: what happened and what to do.
+type Explanation struct {
+	Title  string
+	Detail string
+	Fix    string
+}
+
+// joinGroup says how a user gets the right to change the VPN.
+func joinGroup(os string) string {
+	if os == "windows" {
+		return "Ask an administrator to run the app's service with you as its operator, or run the app as an administrator."
+	}
+	return "Ask your administrator to add you to the nymvpn group (sudo usermod -aG nymvpn $USER), then log out and back in."
+}
+
+// serviceLog says where the daemon's log is.
+func serviceLog(os string) string {
+	switch os {
+	case "windows":
+		return "the Windows Event Viewer (Application log, source nymvpnd)"
+	case "darwin":
+		return "/var/log/nymvpnd.log"
+	}
+	return "journalctl -u nymvpnd"
+}
+
+// ExplainFailure puts a failed call in plain words.
+func ExplainFailure(f *Failure, os string) Explanation {
+	if f.Code == "" {
+		e := explainLink(f.Problem, f.Message, "", os)
+		return Explanation{Title: e.Title, Detail: e.Detail, Fix: e.Fix}
+	}
+	what := map[IntentKind]string{
+		IntentConnect: "connect", IntentDisconnect: "disconnect", IntentMode: "change the mode",
+		IntentEntry: "change the entry", IntentExit: "change the exit", IntentSetting: "change the setting",
+	}[f.Intent.Kind]
+	if what == "" {
+		what = "do that"
+	}
+	switch f.Code {
+	case api.CodeNotSupported:
+		if f.Intent.Kind == IntentMode && f.Intent.Value == api.ModeMixnet || strings.Contains(f.Message, "mixnet") {
+			return Explanation{Title: "Mixnet mode isn't available yet",
+				Detail: "This version of the VPN service can only connect in Fast mode.",
+				Fix:    "Switch to Fast mode and connect again."}
+		}
+		return Explanation{Title: "Not available in this version", Detail: sentence(f.Message),
+			Fix: "Update the VPN service, or choose something else."}
+	case api.CodeForbidden:
+		return Explanation{Title: "You may not change the VPN",
+			Detail: "You can see the VPN's state, but only the administrator and members of the nymvpn group may connect, disconnect or change settings.",
+			Fix:    joinGroup(os)}
+	case api.CodeNoDirectory:
+		return Explanation{Title: "No network is set up",
+			Detail: "The VPN service doesn't know which network to use.",
+			Fix:    "Enter the network directory under Settings, or run: nymvpn settings set directory URL"}
+	case api.CodeUnavailable:
+		return Explanation{Title: "The network can't be reached",
+			Detail: sentence(f.Message),
+			Fix:    "Check your internet connection and try again."}
+	case api.CodeInvalidSetting, api.CodeBadRequest:
+		return Explanation{Title: "That choice was refused", Detail: sentence(f.Message),
+			Fix: "Correct it and try again."}
+	case api.CodeInternal:
+		return Explanation{Title: "The VPN service failed to " + what,
+			Detail: "Something went wrong inside the VPN service.",
+			Fix:    "Try again. If it keeps happening, its log says more: " + serviceLog(os) + "."}
+	}
+	return Explanation{Title: "Couldn't " + what, Detail: sentence(f.Message), Fix: "Try again."}
+}
+
+// ExplainState puts the daemon's Error state in plain words.
+func ExplainState(st api.State, os string) Explanation {
+	e := Explanation{Title: "The VPN couldn't connect", Detail: sentence(st.Reason)}
+	switch st.ErrorCode {
+	case api.CodeNotSupported:
+		e.Title, e.Fix = "This mode isn't available yet", "Switch to Fast mode and press Try again."
+	case api.CodeNoDirectory:
+		e.Title, e.Fix = "No network is set up", "Enter the network directory under Settings, then press Try again."
+	case api.CodeUnavailable:
+		e.Fix = "The gateway refused this connection. Choose other countries, or press Try again later."
+	case api.CodeInternal:
+		e.Fix = "Press Try again. If it keeps failing, the service's log says more: " + serviceLog(os) + "."
+	default:
+		e.Fix = "Press Try again, or choose other countries."
+	}
+	return e
+}
+
+// explainLink puts a failure to reach the daemon in plain words.
+func explainLink(p Problem, msg, socket, os string) Explanation {
+	at := ""
+	if socket != "" {
+		at = fmt.Sprintf(" (%s)", socket)
+	}
+	switch p {
+	case ProblemNotRunning:
+		fix := "Start it: sudo systemctl start nymvpnd — or, if it isn't installed yet: sudo nymvpnd install --directory URL, then sudo nymvpnd start."
+		switch os {
+		case "windows":
+			fix = "Start the nymvpnd service (Services, or in an administrator's terminal: nymvpnd start)."
+		case "darwin":
+			fix = "Start it: sudo nymvpnd start — or, if it isn't installed yet: sudo nymvpnd install --directory URL, then sudo nymvpnd start."
+		}
+		return Explanation{Title: "The VPN service isn't running",
+			Detail: "The app needs nymvpnd, the VPN service, and can't find it" + at + ".", Fix: fix}
+	case ProblemPermission:
+		return Explanation{Title: "You may not use the VPN service",
+			Detail: "Your user isn't allowed to open the VPN service's socket" + at + ".",
+			Fix:    joinGroup(os)}
+	case ProblemUntrusted:
+		return Explanation{Title: "The VPN service's socket isn't trusted",
+			Detail: "The socket" + at + " belongs to someone other than the administrator or you, so the app won't use it.",
+			Fix:    "Remove it and restart the service: sudo systemctl restart nymvpnd"}
+	}
+	return Explanation{Title: "Can't reach the VPN service", Detail: sentence(msg),
+		Fix: "Check that nymvpnd is running: its log says more: " + serviceLog(os) + "."}
+}
+
+// sentence capitalises s and ends it with a full stop.
+func sentence(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return ""
+	}
+	s = strings.ToUpper(s[:1]) + s[1:]
+	if !strings.HasSuffix(s, ".") && !strings.HasSuffix(s, "?") && !strings.HasSuffix(s, "!") {
+		s += "."
+	}
+	return s
+}
