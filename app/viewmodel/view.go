@@ -242,7 +242,7 @@ func Build(m Model, page Page, now time.Time) View {
 	case api.Error:
 		e := ExplainState(st, m.OS)
 		v.Status = Status{Headline: e.Title, Detail: e.Detail, Color: Red}
-		v.Problem = &e
+		v.Problem = &Explanation{Title: "What to do", Fix: e.Fix}
 		v.Primary = Button{Label: "Try again", Intent: Intent{Kind: IntentConnect}, Enabled: enabled, Color: Green}
 		d := disconnect
 		if m.Status.Settings.KillSwitch {
