@@ -1,12 +1,17 @@
 package viewmodel
 
-import "github.com/nymvpn/nymvpn/daemon/api"
+import (
+	"github.com/nymvpn/nymvpn/assets"
+	"github.com/nymvpn/nymvpn/daemon/api"
+)
 
 // Note is a desktop notification.
 type Note struct {
 	Title, Body string
 	// Urgent marks errors.
 	Urgent bool
+	// Icon is the tray icon of the state it announces (assets.TrayNames).
+	Icon string
 }
 
 // Notification returns the notification a change from prev to next calls
@@ -16,14 +21,14 @@ type Note struct {
 func Notification(prev, next Model) (Note, bool) {
 	if next.Failure != nil && next.Failure != prev.Failure {
 		e := ExplainFailure(next.Failure, next.OS)
-		return Note{Title: e.Title, Body: join(e.Detail, e.Fix), Urgent: true}, true
+		return Note{Title: e.Title, Body: join(e.Detail, e.Fix), Urgent: true, Icon: assets.TrayError}, true
 	}
 	if prev.Link != LinkUp {
 		return Note{}, false
 	}
 	if next.Link == LinkDown {
 		e := explainLink(next.Problem, next.LinkError, next.Socket, next.OS)
-		return Note{Title: e.Title, Body: join(e.Detail, e.Fix), Urgent: true}, true
+		return Note{Title: e.Title, Body: join(e.Detail, e.Fix), Urgent: true, Icon: assets.TrayNoDaemon}, true
 	}
 	if next.Link != LinkUp {
 		return Note{}, false
@@ -35,12 +40,12 @@ func Notification(prev, next Model) (Note, bool) {
 		if r := route(is); r != "" {
 			body = "Your traffic goes through " + r + "."
 		}
-		return Note{Title: "Connected", Body: body}, true
+		return Note{Title: "Connected", Body: body, Icon: assets.TrayConnected}, true
 	case is.Kind == api.Disconnected && was.Kind != api.Disconnected:
-		return Note{Title: "Disconnected", Body: "Your traffic no longer goes through the VPN."}, true
+		return Note{Title: "Disconnected", Body: "Your traffic no longer goes through the VPN.", Icon: assets.TrayDisconnected}, true
 	case is.Kind == api.Error && (was.Kind != api.Error || was.Reason != is.Reason):
 		e := ExplainState(is, next.OS)
-		return Note{Title: e.Title, Body: join(e.Detail, e.Fix), Urgent: true}, true
+		return Note{Title: e.Title, Body: join(e.Detail, e.Fix), Urgent: true, Icon: assets.TrayError}, true
 	}
 	return Note{}, false
 }

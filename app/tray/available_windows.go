@@ -1,0 +1,4 @@
+package tray
+
+// available: Windows always has a notification area.
+func available() error { return nil }
