@@ -4,9 +4,11 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/nymvpn/nymvpn/version.Version=$(VERSION)
-BINARIES := nymvpn nymvpnd nym-node nym-localnet
+BINARIES := nymvpn nymvpnd nym-node nym-localnet nymvpn-app
 # What must also build for the other desktop systems (routes and DNS are Linux-only for now).
 CROSS_PKGS := ./daemon/... ./platform/... ./cli/... ./cmd/nymvpn ./cmd/nymvpnd
+# The app (Gio, cgo on Linux and macOS) builds for Windows without cgo; macOS: docs/app.md.
+APP_CROSS_PKGS := ./app/... ./cmd/nymvpn-app
 FUZZTIME ?= 10s
 
 .PHONY: all build demo test test-short deps vet fmt fuzz bench clean
@@ -37,7 +39,7 @@ test-short: vet
 vet:
 	$(GO) vet ./...
 	GOOS=darwin $(GO) vet $(CROSS_PKGS)
-	GOOS=windows $(GO) vet $(CROSS_PKGS)
+	GOOS=windows $(GO) vet $(CROSS_PKGS) $(APP_CROSS_PKGS)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
