@@ -105,6 +105,8 @@ func runHelper(mode string, cfg helperConfig) error {
 		return nil
 	case "session":
 		return helperSession(cfg, log)
+	case "fw", "fwserve", "fwprobe", "fwcapture": // firewall_helpers_linux_test.go
+		return firewallHelper(mode)
 	case "netmon":
 		// Prints each verdict of WatchNetwork, ignoring the "nymvpn0" link.
 		return WatchNetwork(context.Background(), func(n string) bool { return n == "nymvpn0" }, func(c NetworkChange) {
