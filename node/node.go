@@ -13,11 +13,13 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/nymvpn/nymvpn/credential"
 	"github.com/nymvpn/nymvpn/node/directory"
 	"github.com/nymvpn/nymvpn/node/gateway"
+	"github.com/nymvpn/nymvpn/node/iprouter"
 )
 
 // DirectoryConfig configures the directory role.
@@ -159,6 +161,27 @@ func RunGateway(ctx context.Context, cfg GatewayConfig) (err error) {
 			err = errors.Join(err, cerr)
 		}
 	}()
+	// An exit on the mixnet runs the IP packet router of mixnet mode, with
+	// the gateway's exit policy (and exit mode).
+	if gcfg.Mixnet != nil && slices.Contains(cfg.Roles, directory.RoleExit) {
+		r, err := iprouter.New(iprouter.Config{
+			Forward: gw.Mixnode().Forward, EpochLength: gcfg.Mixnet.EpochLength, Policy: cfg.Exit,
+			Logger: cfg.Logger,
+		})
+		if err != nil {
+			return err
+		}
+		gw.SetExitHandler(r)
+		defer func() {
+			gw.SetExitHandler(nil)
+			if cerr := r.Close(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+			st := r.Stats()
+			cfg.Logger.Info("IP packet router stopping", "sessions", st.Sessions, "opened", st.Opened, "ip_in", st.IPIn, "ip_out", st.IPOut,
+				"replies", st.Replies, "flows", st.Device.Flows, "refused", st.Device.Refused, "kernel_out", st.Device.KernelOut, "kernel_in", st.Device.KernelIn)
+		}()
+	}
 	describe := func() directory.Node {
 		n := gw.Node()
 		n.Country = cfg.Country

@@ -28,6 +28,7 @@ import (
 	"github.com/nymvpn/nymvpn/credential/wallet"
 	"github.com/nymvpn/nymvpn/node/directory"
 	"github.com/nymvpn/nymvpn/node/gateway"
+	"github.com/nymvpn/nymvpn/node/iprouter"
 	"github.com/nymvpn/nymvpn/node/issuer"
 	"github.com/nymvpn/nymvpn/node/mixnode"
 	"github.com/nymvpn/nymvpn/transport"
@@ -67,7 +68,10 @@ type Config struct {
 	// DemoTickets is the demo account's allowance at each issuer (default
 	// 100000 tickets).
 	DemoTickets int64
-	Logger      *slog.Logger
+	// ExitFlushDelay is how long the exits' IP packet routers let a reply
+	// bundle fill (default iprouter.DefaultFlushDelay; negative: none).
+	ExitFlushDelay time.Duration
+	Logger         *slog.Logger
 }
 
 // Issuers: the local network runs IssuerCount issuers, any IssuerThreshold of
@@ -111,6 +115,8 @@ type Network struct {
 	Directory    *directory.Server
 	DirectoryURL string
 	Gateways     map[string]*gateway.Gateway
+	// IPRouters are the exits' IP packet routers (mixnet mode), by gateway id.
+	IPRouters map[string]*iprouter.Router
 	// Addrs maps each node id to its loopback address.
 	Addrs map[string]netip.Addr
 	// DNS is the network's own resolver, when it runs one.
@@ -138,6 +144,8 @@ type Network struct {
 
 	tempDir    string
 	issuerSrvs []*http.Server
+	cfg        Config
+	gwState    map[string]*gatewayState
 
 	httpSrv *http.Server
 	httpLn  net.Listener
@@ -166,7 +174,7 @@ func Start(ctx context.Context, cfg Config) (n *Network, err error) {
 		cfg.MixnodesPerLayer = 2
 	}
 	n = &Network{Gateways: map[string]*gateway.Gateway{}, Addrs: map[string]netip.Addr{}, Mixnodes: map[string]*mixnode.Node{}, EpochLength: cfg.EpochLength,
-		Issuers: map[string]*issuer.Issuer{}}
+		Issuers: map[string]*issuer.Issuer{}, IPRouters: map[string]*iprouter.Router{}, gwState: map[string]*gatewayState{}}
 	if cfg.Dir == "" {
 		if n.tempDir, err = os.MkdirTemp("", "nym-localnet-"); err != nil {
 			return nil, fmt.Errorf("localnet: %w", err)
@@ -174,6 +182,7 @@ func Start(ctx context.Context, cfg Config) (n *Network, err error) {
 		cfg.Dir = n.tempDir
 	}
 	n.Dir = cfg.Dir
+	n.cfg = cfg
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -213,7 +222,7 @@ func Start(ctx context.Context, cfg Config) (n *Network, err error) {
 		if cfg.PerNodeAddrs {
 			addr = addr.Next()
 		}
-		if err := n.startGateway(cfg, spec, addr); err != nil {
+		if err := n.startGateway(cfg, spec, addr, nil); err != nil {
 			return n, fmt.Errorf("localnet: gateway %d (%s): %w", i, spec.ID, err)
 		}
 	}
@@ -273,19 +282,39 @@ func (n *Network) startMixnode(cfg Config, id, country string, addr netip.Addr) 
 	return register()
 }
 
-func (n *Network) startGateway(cfg Config, spec GatewaySpec, addr netip.Addr) error {
-	idPub, idKey, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		return err
+// gatewayState is what a gateway keeps across a restart: its keys and
+// listen addresses.
+type gatewayState struct {
+	spec                              GatewaySpec
+	addr                              netip.Addr
+	idPub                             ed25519.PublicKey
+	idKey                             ed25519.PrivateKey
+	noiseKey, wgKey                   transport.Key
+	wireGuard, registration, mix, mxc netip.AddrPort
+}
+
+// startGateway starts a gateway on addr; st, on a restart, gives it its old
+// keys and ports.
+func (n *Network) startGateway(cfg Config, spec GatewaySpec, addr netip.Addr, st *gatewayState) error {
+	if st == nil {
+		st = &gatewayState{spec: spec, addr: addr}
+		var err error
+		if st.idPub, st.idKey, err = ed25519.GenerateKey(nil); err != nil {
+			return err
+		}
+		if st.noiseKey, err = transport.GenerateKey(); err != nil {
+			return err
+		}
+		if st.wgKey, err = transport.GenerateKey(); err != nil {
+			return err
+		}
+		any := netip.AddrPortFrom(addr, 0)
+		st.wireGuard, st.registration, st.mix = any, any, any
+		if spec.Role == directory.RoleEntry {
+			st.mxc = any
+		}
 	}
-	noiseKey, err := transport.GenerateKey()
-	if err != nil {
-		return err
-	}
-	wgKey, err := transport.GenerateKey()
-	if err != nil {
-		return err
-	}
+	idPub, idKey, noiseKey, wgKey := st.idPub, st.idKey, st.noiseKey, st.wgKey
 	var self atomic.Pointer[gateway.Gateway]
 	register := func() error {
 		node := self.Load().Node()
@@ -295,16 +324,19 @@ func (n *Network) startGateway(cfg Config, spec GatewaySpec, addr netip.Addr) er
 	}
 	log := cfg.Logger.With("node", spec.ID)
 	mixCfg := &gateway.MixnetConfig{
-		Listen: netip.AddrPortFrom(addr, 0), EpochLength: cfg.EpochLength,
+		Listen: st.mix, EpochLength: cfg.EpochLength,
 		Limits: mixnode.Limits{ReplayCapacity: replayCapacity},
 		OnKeys: func() {
+			if self.Load() == nil {
+				return
+			}
 			if err := register(); err != nil {
 				log.Error("localnet: re-registering rotated keys", "err", err)
 			}
 		},
 	}
 	if spec.Role == directory.RoleEntry {
-		mixCfg.ClientListen = netip.AddrPortFrom(addr, 0)
+		mixCfg.ClientListen = st.mxc
 		// Mixnet clients (and the probe) do not pay yet.
 		mixCfg.FreeIngress = true
 	}
@@ -326,23 +358,24 @@ func (n *Network) startGateway(cfg Config, spec GatewaySpec, addr netip.Addr) er
 			return fmt.Errorf("localnet: %w", err)
 		}
 	}
+	exit := gateway.ExitPolicy{
+		OutboundAddr:  addr,
+		AllowLoopback: true,
+		DNSUpstream:   cfg.DNSUpstream,
+	}
 	gw, err := gateway.New(gateway.Config{
 		ID:                 spec.ID,
 		Roles:              []directory.Role{spec.Role},
 		NoiseKey:           noiseKey,
 		WireGuardKey:       wgKey,
-		WireGuardListen:    netip.AddrPortFrom(addr, 0),
-		RegistrationListen: netip.AddrPortFrom(addr, 0),
+		WireGuardListen:    st.wireGuard,
+		RegistrationListen: st.registration,
 		FreePass:           cfg.FreePass,
 		Payment:            pay,
 		Topology:           n.Directory.Topology,
-		Exit: gateway.ExitPolicy{
-			OutboundAddr:  addr,
-			AllowLoopback: true,
-			DNSUpstream:   cfg.DNSUpstream,
-		},
-		Mixnet: mixCfg,
-		Logger: log,
+		Exit:               exit,
+		Mixnet:             mixCfg,
+		Logger:             log,
 	})
 	if err != nil {
 		return err
@@ -350,10 +383,52 @@ func (n *Network) startGateway(cfg Config, spec GatewaySpec, addr netip.Addr) er
 	self.Store(gw)
 	n.Gateways[spec.ID] = gw
 	n.Addrs[spec.ID] = addr
+	st.wireGuard, st.registration, st.mix = gw.WireGuardAddr(), gw.RegistrationAddr(), gw.Mixnode().Addr()
+	if a := gw.MixClientAddr(); a.IsValid() {
+		st.mxc = a
+	}
+	n.gwState[spec.ID] = st
+	if spec.Role == directory.RoleExit {
+		r, err := iprouter.New(iprouter.Config{
+			Forward: gw.Mixnode().Forward, EpochLength: cfg.EpochLength, Policy: exit,
+			FlushDelay: cfg.ExitFlushDelay, Logger: log,
+		})
+		if err != nil {
+			gw.Close()
+			return err
+		}
+		gw.SetExitHandler(r)
+		n.IPRouters[spec.ID] = r
+	}
 	if n.DNS != nil {
 		n.DNS.Set(spec.ID, addr)
 	}
 	return register()
+}
+
+// RestartGateway stops a gateway and starts it again with the same keys and
+// addresses, as an operator's restart does: its connections drop, and its
+// Sphinx keys, its mixnet clients and, at an exit, its IP packet router's
+// sessions are new.
+func (n *Network) RestartGateway(id string) error {
+	st := n.gwState[id]
+	gw := n.Gateways[id]
+	if st == nil || gw == nil {
+		return fmt.Errorf("localnet: no gateway %q", id)
+	}
+	if r := n.IPRouters[id]; r != nil {
+		gw.SetExitHandler(nil)
+		r.Close()
+		delete(n.IPRouters, id)
+	}
+	if err := gw.Close(); err != nil {
+		return fmt.Errorf("localnet: stop gateway %s: %w", id, err)
+	}
+	delete(n.Gateways, id)
+	if err := n.startGateway(n.cfg, st.spec, st.addr, st); err != nil {
+		return fmt.Errorf("localnet: restart gateway %s: %w", id, err)
+	}
+	return nil
 }
 
 // startWeb runs the "internet" host web.localnet on host.
@@ -465,6 +540,12 @@ func (n *Network) Ticket(ctx context.Context, role string, gw directory.Node) ([
 // Close stops every node.
 func (n *Network) Close() error {
 	var errs []error
+	for id, r := range n.IPRouters {
+		if gw := n.Gateways[id]; gw != nil {
+			gw.SetExitHandler(nil)
+		}
+		errs = append(errs, r.Close())
+	}
 	for _, gw := range n.Gateways {
 		errs = append(errs, gw.Close())
 	}

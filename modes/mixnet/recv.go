@@ -1,0 +1,254 @@
+package mixnet
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	mix "github.com/nymvpn/nymvpn/mixnet"
+	"github.com/nymvpn/nymvpn/mixnet/ipr"
+	"github.com/nymvpn/nymvpn/sphinx"
+)
+
+// entryLoop receives from the entry gateway and, when the connection ends,
+// connects again (with a fresh directory when it can) until the tunnel
+// closes.
+func (t *Tunnel) entryLoop(c *mix.Client) {
+	defer t.wg.Done()
+	for {
+		t.receive(c)
+		if t.ctx.Err() != nil {
+			return
+		}
+		t.log.Warn("lost the entry gateway; connecting again", "gateway", t.Entry.ID, "err", c.Err())
+		t.conn.CompareAndSwap(c, nil)
+		backoff := 50 * time.Millisecond
+		for {
+			if t.ctx.Err() != nil {
+				return
+			}
+			t.refresh()
+			ctx, cancel := context.WithTimeout(t.ctx, mix.DialTimeout)
+			nc, err := t.dial(ctx)
+			cancel()
+			if err == nil {
+				c = nc
+				break
+			}
+			t.log.Debug("connecting to the entry gateway", "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-t.ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+		t.stats.reconnects.Add(1)
+		t.conn.Store(c)
+		// The SURBs, acks and loops in flight may have been built for the
+		// gateway's old keys (a restarted gateway makes new ones): the
+		// exit drops its SURBs and gets new ones; lost fragments are sent
+		// again when their deadline passes.
+		t.mu.Lock()
+		t.st.loops = map[sphinx.SURBID]time.Time{}
+		t.queueOpen(true)
+		t.mu.Unlock()
+		t.log.Info("connected to the entry gateway again", "gateway", t.Entry.ID)
+	}
+}
+
+// refresh fetches a fresh topology, if the tunnel can.
+func (t *Tunnel) refresh() {
+	if t.cfg.Refresh == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, 15*time.Second)
+	defer cancel()
+	topo, err := t.cfg.Refresh(ctx)
+	if err != nil {
+		t.log.Debug("refreshing the directory", "err", err)
+		return
+	}
+	if err := t.routes.set(topo, t.Entry.ID, t.Exit.ID); err != nil {
+		t.log.Warn("fresh directory", "err", err)
+	}
+}
+
+// receive handles the deliveries of one connection until it ends.
+func (t *Tunnel) receive(c *mix.Client) {
+	for d := range c.Deliveries() {
+		t.meter.count(mix.DeliverRecordLength(d.Payload))
+		now := time.Now()
+		if d.Reply {
+			t.reply(&d, now)
+			continue
+		}
+		t.mu.Lock()
+		if sent, ok := t.st.loops[d.SURBID]; ok {
+			delete(t.st.loops, d.SURBID)
+			t.st.lastLoop = now
+			t.stats.loopsBack.Add(1)
+			t.stats.loopRTT.add(now.Sub(sent))
+		} else if !t.acked(d.SURBID, now) {
+			t.stats.unknown.Add(1)
+		}
+		t.mu.Unlock()
+	}
+}
+
+// reply handles one SURB reply from the exit.
+func (t *Tunnel) reply(d *mix.Delivery, now time.Time) {
+	t.mu.Lock()
+	e := t.st.surbs[d.SURBID]
+	delete(t.st.surbs, d.SURBID)
+	t.mu.Unlock()
+	if e == nil {
+		t.stats.unknown.Add(1)
+		return
+	}
+	msg, err := t.geo.DecryptReply(e.keys, d.Payload)
+	if err != nil {
+		t.stats.badReplies.Add(1)
+		t.log.Debug("reply", "err", err)
+		return
+	}
+	f, err := ipr.ParseReply(msg)
+	if err != nil {
+		t.stats.badReplies.Add(1)
+		t.log.Debug("reply", "err", err)
+		return
+	}
+	t.stats.replies.Add(1)
+	t.stats.surbsUsed.Add(1)
+	t.mu.Lock()
+	s := &t.st
+	s.exitReported, s.sentSince = int(f.SURBsLeft), 0
+	whole, _, err := s.reasm.Add(f.MsgID, f.Index, f.Count, f.Data, now)
+	t.mu.Unlock()
+	if err != nil || whole == nil {
+		return
+	}
+	t.message(whole, e, now)
+}
+
+// message handles a whole message from the exit; e is the SURB its last
+// fragment came in.
+func (t *Tunnel) message(msg []byte, e *surbEntry, now time.Time) {
+	const headroom = 16
+	var pkts [][]byte
+	for rest := msg; len(rest) > 0; {
+		k, body, next, err := ipr.NextItem(rest)
+		if err != nil {
+			t.stats.badReplies.Add(1)
+			break
+		}
+		rest = next
+		switch k {
+		case ipr.KindIP:
+			b := make([]byte, headroom+len(body))
+			copy(b[headroom:], body)
+			pkts = append(pkts, b)
+			t.stats.ipIn.Add(1)
+			t.stats.bytesIn.Add(uint64(len(body)))
+		case ipr.KindWelcome:
+			w, err := ipr.ParseWelcome(body)
+			if err != nil {
+				t.stats.badReplies.Add(1)
+				continue
+			}
+			t.welcomed(w)
+		case ipr.KindPong:
+			id, err := ipr.ParseU64(body)
+			if err != nil {
+				continue
+			}
+			t.pong(id, e, now)
+		case ipr.KindNeedSURBs:
+			n, err := ipr.ParseNeedSURBs(body)
+			if err != nil {
+				continue
+			}
+			t.stats.needSURBs.Add(1)
+			t.mu.Lock()
+			t.st.needed = max(t.st.needed, int(n))
+			t.mu.Unlock()
+			t.signal()
+		case ipr.KindError:
+			code, text, err := ipr.ParseError(body)
+			if err != nil {
+				continue
+			}
+			t.exitError(code, text)
+		default:
+			t.stats.badReplies.Add(1)
+		}
+	}
+	if len(pkts) > 0 && t.inner != nil {
+		if _, err := t.inner.Write(pkts, headroom); err != nil && t.ctx.Err() == nil {
+			t.log.Debug("inner device write", "err", err)
+		}
+	}
+}
+
+// welcomed takes the exit's Welcome: the first completes Connect; a later
+// one (the session reopened) must give the same addresses.
+func (t *Tunnel) welcomed(w ipr.Welcome) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := &t.st
+	s.lastPong = time.Now()
+	if !s.welcome.IPv4.IsValid() {
+		select {
+		case t.welcome <- w:
+		default:
+		}
+		return
+	}
+	if w.IPv4 != s.welcome.IPv4 || w.IPv6 != s.welcome.IPv6 {
+		s.fatal = fmt.Errorf("the exit gateway gave new addresses (%v, %v) after a restart; reconnect", w.IPv4, w.IPv6)
+		t.log.Warn("exit session reopened with other addresses", "was4", s.welcome.IPv4, "now4", w.IPv4)
+		return
+	}
+	t.log.Info("exit session reopened", "addr4", w.IPv4, "addr6", w.IPv6)
+}
+
+// pong takes the exit's answer to a ping: the whole path works. The
+// overhead is the round trip less the wait for a send slot and the delays
+// asked of the mixes both ways.
+func (t *Tunnel) pong(id uint64, e *surbEntry, now time.Time) {
+	t.mu.Lock()
+	p := t.st.pings[id]
+	delete(t.st.pings, id)
+	t.st.lastPong = now
+	t.mu.Unlock()
+	t.stats.pongs.Add(1)
+	if p == nil || p.sent.IsZero() {
+		return
+	}
+	t.stats.exitRTT.add(now.Sub(p.queued))
+	if !p.resent {
+		t.stats.overhead.add(now.Sub(p.sent) - p.delays - e.delays)
+		t.stats.sendWait.add(p.sent.Sub(p.queued))
+		t.stats.mixDelays.add(p.delays + e.delays)
+	}
+}
+
+// exitError handles an Error from the exit.
+func (t *Tunnel) exitError(code uint8, text string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch code {
+	case ipr.ErrUnknownSession:
+		t.log.Info("the exit gateway lost the session; opening it again", "exit", t.Exit.ID)
+		t.stats.reopens.Add(1)
+		t.queueOpen(false)
+	default:
+		err := fmt.Errorf("mixnet: exit gateway %s refused: %s (code %d)", t.Exit.ID, text, code)
+		t.st.fatal = err
+		select {
+		case t.failed <- err:
+		default:
+		}
+		t.log.Warn("exit gateway refused", "err", err)
+	}
+}

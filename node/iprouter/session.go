@@ -1,0 +1,323 @@
+package iprouter
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/nymvpn/nymvpn/mixnet"
+	"github.com/nymvpn/nymvpn/mixnet/ipr"
+)
+
+// writeHeadroom is the space left in front of each packet written to the
+// exit device: its kernel TUN writes a virtio-net header there.
+const writeHeadroom = 16
+
+// session is one client's state at the router; mu guards it.
+type session struct {
+	r      *Router
+	tag    ipr.Tag
+	index  uint32
+	v4, v6 netip.Addr
+	closed bool
+
+	mu       sync.Mutex
+	reasm    ipr.Reassembler
+	lastSeen time.Time
+	surbs    []*mixnet.SURB // oldest first
+	nextMsg  uint32
+
+	// held are packets for the client not yet sent: the bundle being
+	// filled, and more while SURBs are short.
+	held      [][]byte
+	heldBytes int
+	timer     *time.Timer
+	askedAt   time.Time
+}
+
+// message handles a complete message from the client.
+func (s *session) message(msg []byte) {
+	r := s.r
+	known := !s.closed && s.v4.IsValid()
+	var out [][]byte // packets for the exit device
+	var replies []byte
+	unknownData := false
+	for rest := msg; len(rest) > 0; {
+		k, body, next, err := ipr.NextItem(rest)
+		if err != nil {
+			r.st.malformed.Add(1)
+			break
+		}
+		rest = next
+		switch k {
+		case ipr.KindOpen:
+			o, err := ipr.ParseOpen(body)
+			if err != nil {
+				r.st.malformed.Add(1)
+				continue
+			}
+			if !s.open(&o) {
+				return
+			}
+			known = true
+			replies = ipr.AppendWelcome(replies, &ipr.Welcome{IPv4: s.v4, IPv6: s.v6, Router4: r.dev.Addr4, Router6: r.dev.Addr6, MTU: uint16(r.cfg.MTU)})
+		case ipr.KindSURB:
+			sb, err := r.parseSURB(body)
+			if err != nil {
+				r.st.malformed.Add(1)
+				continue
+			}
+			r.st.surbsIn.Add(1)
+			s.addSURB(sb)
+		case ipr.KindIP:
+			if !known {
+				unknownData = true
+				continue
+			}
+			src, _, ok := addrs(body)
+			if !ok || (src != s.v4 && src != s.v6) || len(body) > r.cfg.MTU {
+				r.st.spoofed.Add(1)
+				continue
+			}
+			buf := make([]byte, writeHeadroom+len(body))
+			copy(buf[writeHeadroom:], body)
+			out = append(out, buf)
+			r.st.ipIn.Add(1)
+			r.st.bytesIn.Add(uint64(len(body)))
+		case ipr.KindPing:
+			if _, err := ipr.ParseU64(body); err != nil {
+				r.st.malformed.Add(1)
+				continue
+			}
+			if !known {
+				unknownData = true
+				continue
+			}
+			r.st.pings.Add(1)
+			replies = ipr.AppendItem(replies, ipr.KindPong, body)
+		case ipr.KindClose:
+			if known {
+				s.mu.Unlock()
+				r.free(s)
+				s.mu.Lock()
+			}
+			return
+		default:
+			r.st.malformed.Add(1)
+		}
+	}
+	if unknownData {
+		// The router restarted or freed the session: tell the client, if
+		// it sent a SURB to do it with.
+		r.st.unknown.Add(1)
+		if len(s.surbs) > 0 {
+			s.reply(ipr.AppendError(nil, ipr.ErrUnknownSession, "no session for this tag: open again"), true)
+		}
+		return
+	}
+	if len(out) > 0 {
+		if _, err := r.dev.Write(out, writeHeadroom); err != nil {
+			r.log.Debug("exit device write", "err", err)
+		}
+	}
+	if len(replies) > 0 {
+		s.reply(replies, true)
+	}
+	// New SURBs may release held packets.
+	s.pump(false)
+}
+
+// open starts or resumes the session; it reports false (after telling the
+// client, if it can) when the router refuses.
+func (s *session) open(o *ipr.Open) bool {
+	r := s.r
+	if o.Flags&ipr.OpenResetSURBs != 0 {
+		r.st.surbsExpired.Add(uint64(len(s.surbs)))
+		s.surbs = nil
+	}
+	if s.v4.IsValid() && !s.closed {
+		return true // already open: Open is idempotent
+	}
+	if r.cfg.Admit != nil {
+		if err := r.cfg.Admit(o.Ticket); err != nil {
+			r.st.refused.Add(1)
+			s.refuse(ipr.ErrPaymentRequired, err.Error())
+			return false
+		}
+	}
+	if err := r.allocate(s, o.Want4, o.Want6); err != nil {
+		r.st.refused.Add(1)
+		s.refuse(ipr.ErrPoolExhausted, err.Error())
+		return false
+	}
+	s.closed = false
+	s.lastSeen = r.cfg.Now()
+	r.st.opened.Add(1)
+	r.log.Debug("session opened", "addr4", s.v4, "addr6", s.v6)
+	return true
+}
+
+func (s *session) refuse(code uint8, text string) {
+	if len(s.surbs) > 0 {
+		s.reply(ipr.AppendError(nil, code, text), true)
+	}
+}
+
+// addSURB keeps a SURB unless its epoch is dead or the session holds enough.
+func (s *session) addSURB(sb *mixnet.SURB) {
+	r := s.r
+	if !r.epochOK(sb.Epoch) {
+		r.st.surbsExpired.Add(1)
+		return
+	}
+	if len(s.surbs) >= r.cfg.MaxSURBs {
+		r.st.surbsExtra.Add(1)
+		return
+	}
+	s.surbs = append(s.surbs, sb)
+}
+
+// takeSURB returns the oldest live SURB, or nil; control replies may use
+// the reserve, data may not.
+func (s *session) takeSURB(control bool) *mixnet.SURB {
+	r := s.r
+	for len(s.surbs) > 0 {
+		if !control && len(s.surbs) <= r.cfg.SURBReserve {
+			return nil
+		}
+		sb := s.surbs[0]
+		s.surbs[0] = nil
+		s.surbs = s.surbs[1:]
+		if r.epochOK(sb.Epoch) {
+			return sb
+		}
+		r.st.surbsExpired.Add(1)
+	}
+	return nil
+}
+
+// reply sends one message to the client, one SURB per fragment; it reports
+// whether it went.
+func (s *session) reply(msg []byte, control bool) bool {
+	r := s.r
+	parts, err := ipr.Split(msg, ipr.ReplyData)
+	if err != nil {
+		r.log.Warn("reply too large", "bytes", len(msg), "err", err)
+		return false
+	}
+	if !control && len(s.surbs) < len(parts)+r.cfg.SURBReserve {
+		return false
+	}
+	id := s.nextMsg
+	s.nextMsg++
+	var buf []byte
+	for i, p := range parts {
+		sb := s.takeSURB(control)
+		if sb == nil {
+			return false
+		}
+		buf, err = ipr.AppendReply(buf[:0], &ipr.ReplyFragment{MsgID: id, Index: uint8(i), Count: uint8(len(parts)),
+			SURBsLeft: uint16(min(len(s.surbs), 0xffff)), Data: p})
+		if err != nil {
+			return false
+		}
+		pkt, err := r.geo.NewPacketFromSURB(sb.SURB, buf)
+		if err != nil {
+			r.log.Debug("reply packet", "err", err)
+			continue
+		}
+		r.st.surbsUsed.Add(1)
+		if r.cfg.Forward(sb.SURB.FirstHop, sb.Epoch, pkt) {
+			r.st.replies.Add(1)
+		}
+	}
+	return true
+}
+
+// queue holds a packet for the client.
+func (s *session) queue(pkt []byte) {
+	r := s.r
+	if s.closed || len(pkt) > ipr.ReplyData-ipr.ItemHeaderLength {
+		return
+	}
+	s.held = append(s.held, append([]byte(nil), pkt...))
+	s.heldBytes += len(pkt)
+	for s.heldBytes > DefaultHeld && len(s.held) > 1 {
+		s.heldBytes -= len(s.held[0])
+		s.held[0] = nil
+		s.held = s.held[1:]
+		r.st.heldDropped.Add(1)
+	}
+}
+
+// pump sends the held packets as bundles: full bundles at once, the last
+// one when force is set, FlushDelay has passed or no delay is configured.
+// Without SURBs it asks the client for more.
+func (s *session) pump(force bool) {
+	r := s.r
+	for len(s.held) > 0 && !s.closed {
+		n, size := 0, 0
+		for n < len(s.held) && size+ipr.ItemLength(len(s.held[n])) <= ipr.ReplyData {
+			size += ipr.ItemLength(len(s.held[n]))
+			n++
+		}
+		full := n < len(s.held) || ipr.ReplyData-size < ipr.ItemLength(40)
+		if !full && !force && r.cfg.FlushDelay > 0 {
+			if s.timer == nil {
+				s.timer = time.AfterFunc(r.cfg.FlushDelay, s.flush)
+			}
+			return
+		}
+		msg := make([]byte, 0, size)
+		for _, p := range s.held[:n] {
+			msg = ipr.AppendItem(msg, ipr.KindIP, p)
+		}
+		if !s.reply(msg, false) {
+			s.askForSURBs()
+			return
+		}
+		for i := range n {
+			r.st.ipOut.Add(1)
+			r.st.bytesOut.Add(uint64(len(s.held[i])))
+			s.held[i] = nil
+		}
+		s.held = s.held[n:]
+		s.heldBytes -= size - n*ipr.ItemHeaderLength
+	}
+	s.stopTimer()
+}
+
+// flush is the bundle timer.
+func (s *session) flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.timer = nil
+	s.pump(true)
+}
+
+func (s *session) stopTimer() {
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+}
+
+// askForSURBs sends NeedSURBs from the reserve, at most every
+// NeedSURBsEvery; the packets stay held meanwhile.
+func (s *session) askForSURBs() {
+	r := s.r
+	r.st.held.Add(1)
+	now := r.cfg.Now()
+	if now.Sub(s.askedAt) < NeedSURBsEvery {
+		return
+	}
+	want := uint16(min(256, len(s.held)+64))
+	if s.reply(ipr.AppendNeedSURBs(nil, want), true) {
+		s.askedAt = now
+		r.st.needSURBs.Add(1)
+	}
+	// If nothing arrives, the timer tries again.
+	if s.timer == nil {
+		s.timer = time.AfterFunc(NeedSURBsEvery, s.flush)
+	}
+}
