@@ -12,10 +12,10 @@ import (
 // counters are the tunnel's live statistics.
 type counters struct {
 	real, cover, loops, loopsBack, retransmissions, acked, lost atomic.Uint64
-	messages, replies, badReplies, unknown, sendFailed         atomic.Uint64
-	surbsSent, surbsUsed, surbsExpired, needSURBs              atomic.Uint64
-	ipOut, ipIn, bytesOut, bytesIn, ipDropped                  atomic.Uint64
-	pongs, reconnects, reopens                                 atomic.Uint64
+	messages, replies, badReplies, unknown, sendFailed          atomic.Uint64
+	surbsSent, surbsUsed, surbsExpired, needSURBs               atomic.Uint64
+	ipOut, ipIn, bytesOut, bytesIn, ipDropped                   atomic.Uint64
+	pongs, reconnects, reopens                                  atomic.Uint64
 
 	loopRTT, ackRTT, exitRTT, overhead, sendWait, mixDelays samples
 }

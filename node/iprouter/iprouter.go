@@ -129,7 +129,7 @@ type Router struct {
 
 type counters struct {
 	fragments, malformed, inDropped, acks, messages       atomic.Uint64
-	ipIn, ipOut, bytesIn, bytesOut, spoofed, unknown       atomic.Uint64
+	ipIn, ipOut, bytesIn, bytesOut, spoofed, unknown      atomic.Uint64
 	replies, surbsIn, surbsUsed, surbsExpired, surbsExtra atomic.Uint64
 	needSURBs, held, heldDropped, opened, freedIdle       atomic.Uint64
 	refused, pings, duplicates                            atomic.Uint64
