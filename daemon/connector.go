@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"sync"
 	"time"
 
@@ -35,7 +36,7 @@ type fastConnector struct {
 	directories *topologyCache
 }
 
-func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tunnelstate.Progress) (tunnelstate.Tunnel, error) {
+func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tunnelstate.Progress, allow tunnelstate.Allow) (tunnelstate.Tunnel, error) {
 	if err := checkRunnable(s); err != nil {
 		return nil, tunnelstate.Permanent(api.CodeNotSupported, err)
 	}
@@ -44,6 +45,14 @@ func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tu
 			errors.New("no network directory is configured: run `nymvpn settings set directory URL`"))
 	}
 	progress(StageDirectory, nil, nil)
+	dirEP, err := directoryEndpoint(s.DirectoryURL)
+	if err != nil {
+		if s.KillSwitch || s.Lockdown {
+			return nil, tunnelstate.Permanent(api.CodeInvalidSetting, err)
+		}
+	} else if err := allow(ctx, dirEP); err != nil {
+		return nil, err
+	}
 	topo, err := c.directories.get(ctx, s.DirectoryURL)
 	if err != nil {
 		return nil, fmt.Errorf("fetch the network directory: %w", err)
@@ -56,6 +65,13 @@ func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tu
 		return nil, fmt.Errorf("choose gateways: %w", err)
 	}
 	eg, xg := gatewayOf(entry), gatewayOf(exit)
+	entryEPs, err := gatewayEndpoints(entry)
+	if err != nil {
+		return nil, err
+	}
+	if err := allow(ctx, entryEPs...); err != nil {
+		return nil, err
+	}
 	progress(StageTUN, &eg, &xg)
 	dev, err := tun.CreateTUN(c.cfg.Interface, fast.ExitMTU)
 	if err != nil {
@@ -69,7 +85,10 @@ func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tu
 	loopback := isLoopbackAddr(entry.RegistrationAddr) || isLoopbackAddr(exit.RegistrationAddr)
 	t, err := fast.Connect(ctx, fast.Config{
 		Entry: entry, Exit: exit, Inner: dev,
-		Dial:          markedDialer(c.cfg.FwMark).DialContext,
+		Dial: markedDialer(c.cfg.FwMark).DialContext,
+		AllowEntry: func(ctx context.Context, ep netip.AddrPort) error {
+			return allow(ctx, tunnelstate.Endpoint{Proto: "udp", Addr: ep})
+		},
 		FwMark:        c.cfg.FwMark,
 		AllowLoopback: loopback,
 		Progress:      func(st fast.Stage) { progress(string(st), &eg, &xg) },
@@ -90,7 +109,8 @@ func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tu
 	if len(dns) == 0 {
 		dns = t.DNSServers()
 	}
-	info := tunnelstate.Info{Mode: api.ModeFast, Entry: eg, Exit: xg, Interface: name, MTU: fast.ExitMTU, DNS: dns}
+	eps := []tunnelstate.Endpoint{entryEPs[0], {Proto: "udp", Addr: t.EntryEndpoint}} // registration (top-ups), WireGuard
+	info := tunnelstate.Info{Mode: api.ModeFast, Entry: eg, Exit: xg, Interface: name, MTU: fast.ExitMTU, DNS: dns, Endpoints: eps}
 	for _, a := range t.Addresses() {
 		if a.Is6() && !s.IPv6 {
 			continue
@@ -158,6 +178,42 @@ func gatewayOf(n directory.Node) api.Gateway {
 		}
 	}
 	return g
+}
+
+// directoryEndpoint is where the directory URL points, for the kill switch:
+// it must name an IP address, since DNS is blocked while connecting.
+func directoryEndpoint(dirURL string) (tunnelstate.Endpoint, error) {
+	base, _, err := directory.ParseURL(dirURL)
+	if err != nil {
+		return tunnelstate.Endpoint{}, err
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return tunnelstate.Endpoint{}, err
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	ap, err := netip.ParseAddrPort(net.JoinHostPort(u.Hostname(), port))
+	if err != nil {
+		return tunnelstate.Endpoint{}, fmt.Errorf("with the kill switch on, the directory URL must name an IP address (DNS is blocked while connecting), not %q", u.Hostname())
+	}
+	return tunnelstate.Endpoint{Proto: "tcp", Addr: ap}, nil
+}
+
+// gatewayEndpoints are the entry gateway's registration (TCP) and
+// WireGuard (UDP) endpoints.
+func gatewayEndpoints(n directory.Node) ([]tunnelstate.Endpoint, error) {
+	reg, err := netip.ParseAddrPort(n.RegistrationAddr)
+	if err != nil {
+		return nil, fmt.Errorf("gateway %s: registration address: %w", n.ID, err)
+	}
+	wg, err := netip.ParseAddrPort(n.WireGuardAddr)
+	if err != nil {
+		return nil, fmt.Errorf("gateway %s: WireGuard address: %w", n.ID, err)
+	}
+	return []tunnelstate.Endpoint{{Proto: "tcp", Addr: reg}, {Proto: "udp", Addr: wg}}, nil
 }
 
 func isLoopbackAddr(hostport string) bool {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,6 +42,9 @@ type Config struct {
 	Group       string
 	OperatorUID int
 	Logger      *slog.Logger
+	// Firewall replaces the kill switch's firewall (tests); nil uses the
+	// system's.
+	Firewall tunnelstate.Firewall
 	// Ready, if set, is called once the socket accepts requests.
 	Ready func()
 }
@@ -118,6 +123,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if wantConnected {
 		targetName = "connected"
 	}
+	fw := cfg.Firewall
+	if fw == nil {
+		pfw, err := platform.NewFirewall(log.With("part", "firewall"))
+		if err != nil {
+			log.Error("the kill switch is unavailable", "err", err)
+			d.notices = append(d.notices, "the kill switch is unavailable: "+err.Error())
+		} else {
+			fw = &killSwitch{fw: pfw, mark: cfg.FwMark}
+		}
+	}
 	d.hub = control.NewHub(api.Status{
 		State: api.State{Kind: api.Disconnected}, Target: targetName, Settings: s,
 		Daemon:  api.DaemonInfo{Version: version.String(), PID: os.Getpid()},
@@ -131,6 +146,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Settings:  d.currentSettings,
 		OnState:   d.hub.SetState,
 		OnTraffic: d.hub.SetTraffic,
+		Firewall:  fw,
 		Logger:    log.With("part", "tunnel"),
 	})
 
@@ -154,13 +170,28 @@ func Run(ctx context.Context, cfg Config) error {
 	serveDone := make(chan error, 1)
 	wg.Go(func() { serveDone <- srv.Serve(ln) })
 	wg.Go(func() {
+		var last []netip.Addr
+		known := false
 		err := platform.WatchNetwork(ctx, func(name string) bool { return name == cfg.Interface }, func(c platform.NetworkChange) {
-			log.Info("network", "online", c.Online)
+			log.Info("network", "online", c.Online, "addresses", len(c.Addresses))
 			d.machine.SetOnline(ctx, c.Online)
+			if known && c.Online && !slices.Equal(last, c.Addresses) {
+				// Another network: rebuild the tunnel's outer socket,
+				// routes and DNS (the kill switch blocks meanwhile).
+				log.Info("the network changed: reconnecting")
+				d.machine.Reconnect(ctx)
+			}
+			known, last = true, c.Addresses
 		})
 		if err != nil && ctx.Err() == nil {
 			log.Warn("cannot watch the network; assuming it is up", "err", err)
 		}
+	})
+	wg.Go(func() {
+		watchSleep(ctx, func(slept time.Duration) {
+			log.Info("the machine woke from sleep: reconnecting", "slept", slept.Round(time.Second))
+			d.machine.Reconnect(ctx)
+		})
 	})
 	if d.settings.AutoConnect && !wantConnected {
 		log.Info("auto-connect is on: connecting")
@@ -307,9 +338,16 @@ func (d *daemon) Disconnect(ctx context.Context) (api.State, error) {
 
 // UpdateSettings implements control.Backend.
 func (d *daemon) UpdateSettings(ctx context.Context, p api.SettingsPatch) (api.Settings, error) {
+	old := d.currentSettings()
 	s, changed, err := d.update(p)
 	if err != nil {
 		return s, err
+	}
+	if old.KillSwitch != s.KillSwitch || old.Lockdown != s.Lockdown || old.AllowLAN != s.AllowLAN {
+		if err := d.machine.RefreshFirewall(ctx); err != nil {
+			d.log.Error("applying the kill switch settings", "err", err)
+			return s, &api.APIError{Code: api.CodeInternal, Message: "the settings were saved but the kill switch could not apply them: " + err.Error()}
+		}
 	}
 	if changed {
 		st, err := d.machine.State(ctx)

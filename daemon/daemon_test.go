@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nymvpn/nymvpn/daemon/api"
+	"github.com/nymvpn/nymvpn/daemon/tunnelstate"
 	"github.com/nymvpn/nymvpn/node/directory"
 )
 
@@ -29,7 +30,7 @@ func runDaemon(t *testing.T, stateDir string) (c *http.Client, stop func()) {
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Config{Socket: sock, StateDir: stateDir, Interface: "nymvpntest0",
+		done <- Run(ctx, Config{Socket: sock, StateDir: stateDir, Interface: "nymvpntest0", Firewall: &recordingFirewall{},
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func() { close(ready) }})
 	}()
 	select {
@@ -205,3 +206,8 @@ func TestStateDirIsPrivate(t *testing.T) {
 		t.Errorf("settings.json: %v, want 0600", err)
 	}
 }
+
+// recordingFirewall keeps the host's firewall out of in-process tests.
+type recordingFirewall struct{}
+
+func (*recordingFirewall) Protect(context.Context, tunnelstate.Protection) error { return nil }

@@ -1,0 +1,273 @@
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/nymvpn/nymvpn/daemon/api"
+	"github.com/nymvpn/nymvpn/internal/netnstest"
+)
+
+// capture is a packet capture on the client's outer link.
+type capture struct {
+	ns   *netnstest.Namespace
+	proc *netnstest.Process
+	file string
+}
+
+func startCapture(t *testing.T, ns *netnstest.Namespace, ifname, name string) *capture {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), name+".pcap")
+	p := ns.Start(t, "tcpdump "+name, "tcpdump", "-i", ifname, "-nn", "-U", "-w", file)
+	p.WaitFor(t, regexp.MustCompile(`listening on`), readyTimeout)
+	return &capture{ns: ns, proc: p, file: file}
+}
+
+// leaks stops the capture and returns every packet that is neither to nor
+// from one of the allowed endpoints of the entry gateway, nor link
+// housekeeping (ARP, IPv6 neighbour and router discovery).
+func (c *capture) leaks(t *testing.T, allowed ...string) []string {
+	t.Helper()
+	if err := c.proc.Stop(); err != nil && !strings.Contains(err.Error(), "signal") {
+		t.Logf("tcpdump: %v", err)
+	}
+	filter := "not arp and not (icmp6 and ip6[40] >= 133 and ip6[40] <= 136)"
+	for _, a := range allowed {
+		proto, hostport, _ := strings.Cut(a, "/")
+		i := strings.LastIndex(hostport, ":")
+		filter += fmt.Sprintf(" and not (host %s and %s port %s)", hostport[:i], proto, hostport[i+1:])
+	}
+	out, err := c.ns.Run("tcpdump", "-r", c.file, "-nn", filter)
+	if err != nil {
+		t.Fatalf("read capture: %v\n%s", err, out)
+	}
+	var leaks []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.TrimSpace(l) != "" && !strings.HasPrefix(l, "reading from") {
+			leaks = append(leaks, l)
+		}
+	}
+	return leaks
+}
+
+// probe tries to reach the internet host and the LAN (the entry host's
+// other ports) by TCP, UDP, ICMP and DNS, as a leaking application would.
+// Every probe is expected to fail; the capture decides whether a packet
+// got out.
+func probe(t *testing.T, client *netnstest.Namespace) {
+	t.Helper()
+	lan := entryAddrC.Addr().String()
+	inet := inetAddr.Addr().String()
+	cmds := [][]string{
+		{"curl", "-sS", "--max-time", "2", "http://" + inet + "/"},
+		{"curl", "-sS", "--max-time", "2", "http://" + lan + ":80/"},
+		{"bash", "-c", "echo leak > /dev/udp/" + inet + "/9"},
+		{"bash", "-c", "echo leak > /dev/udp/" + lan + "/9"},
+		{"ping", "-c", "1", "-W", "1", inet},
+		{"ping", "-c", "1", "-W", "1", lan},
+		{"dig", "+time=1", "+tries=1", "@" + inet, "web.test"},
+		{"dig", "+time=1", "+tries=1", "@" + lan, "web.test"},
+		{"dig", "+time=1", "+tries=1", "web.test"}, // the system resolver
+	}
+	var wg sync.WaitGroup
+	for _, c := range cmds {
+		wg.Go(func() { client.Run(c[0], c[1:]...) })
+	}
+	wg.Wait()
+}
+
+func waitState(t *testing.T, d *daemonNet, kind api.StateKind, check func(api.State) bool) api.State {
+	t.Helper()
+	var st api.Status
+	netnstest.Poll(t, readyTimeout, "state "+string(kind), func() error {
+		st = status(t, d.mustNymvpn(t))
+		if st.State.Kind != kind || (check != nil && !check(st.State)) {
+			return fmt.Errorf("state %s (%s: %s)", st.State.Kind, st.State.Stage, st.State.Reason)
+		}
+		return nil
+	})
+	return st.State
+}
+
+// TestKillSwitchNoLeaks holds the daemon in each state the kill switch must
+// cover and probes by TCP, UDP, ICMP and DNS to the internet host and the
+// LAN, with a capture on the client's only outer link: no packet may show
+// other than to the entry gateway's endpoints. While connected, every
+// packet on the link goes to the entry gateway. The client has a default
+// route via the entry host, as behind a home router, so a leak would get
+// out.
+func TestKillSwitchNoLeaks(t *testing.T) {
+	netnstest.RequireRoot(t)
+	requireTUN(t)
+	if testing.Short() {
+		t.Skip("builds the binaries and a network of namespaces; skipped in -short")
+	}
+	d := newDaemonNet(t)
+	client := d.client
+	client.DefaultRoute(t, entryAddrC.Addr())
+	link := strings.Fields(client.MustRun(t, "ip", "-o", "-4", "addr", "show", "to", clientAddr.Addr().String()))[1]
+	nymvpn := d.mustNymvpn(t)
+	dirEP := "tcp/" + entryAddrC.Addr().String() + ":" + directoryPort
+	regEP := "tcp/" + entryAddrC.Addr().String() + ":51821"
+	wgEP := "udp/" + entryAddrC.Addr().String() + ":51822"
+
+	// Without the VPN the probes do get out: the test can see a leak.
+	c := startCapture(t, client, link, "baseline")
+	probe(t, client)
+	if l := c.leaks(t, dirEP, regEP, wgEP); len(l) == 0 {
+		t.Fatal("the probes produced no packet without the VPN: the capture cannot see leaks")
+	}
+
+	daemon := d.startDaemon(t, "nymvpnd")
+	nymvpn("connect", "--entry", "gw-entry", "--exit", "gw-exit", "--wait", "--timeout", "2m")
+
+	t.Run("connected", func(t *testing.T) {
+		c := startCapture(t, client, link, "connected")
+		checkThroughTunnel(t, client)
+		probe(t, client)
+		if l := c.leaks(t, wgEP); len(l) > 0 {
+			t.Errorf("while connected, packets other than to the entry gateway's WireGuard endpoint:\n%s", strings.Join(l, "\n"))
+		}
+	})
+
+	t.Run("reconnect", func(t *testing.T) {
+		c := startCapture(t, client, link, "reconnect")
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					probe(t, client)
+				}
+			}
+		})
+		// A changed setting rebuilds the tunnel: Disconnecting, Connecting, Connected.
+		nymvpn("settings", "set", "dns", "default")
+		nymvpn("settings", "set", "ipv6", "off")
+		waitState(t, d, api.Connected, nil)
+		close(stop)
+		wg.Wait()
+		if l := c.leaks(t, dirEP, regEP, wgEP); len(l) > 0 {
+			t.Errorf("leaks during a reconnect:\n%s", strings.Join(l, "\n"))
+		}
+	})
+
+	t.Run("kill -9", func(t *testing.T) {
+		c := startCapture(t, client, link, "killed")
+		if err := syscall.Kill(daemon.Pid(), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-daemon.Exited()
+		probe(t, client)
+		if l := c.leaks(t); len(l) > 0 {
+			t.Errorf("leaks after kill -9 of a connected daemon:\n%s", strings.Join(l, "\n"))
+		}
+		c = startCapture(t, client, link, "restart")
+		daemon = d.startDaemon(t, "nymvpnd (restarted)")
+		probe(t, client)
+		waitState(t, d, api.Connected, nil)
+		if l := c.leaks(t, dirEP, regEP, wgEP); len(l) > 0 {
+			t.Errorf("leaks while the restarted daemon reconnects:\n%s", strings.Join(l, "\n"))
+		}
+	})
+
+	t.Run("connecting to an unreachable gateway", func(t *testing.T) {
+		if err := d.entryGW.Stop(); err != nil {
+			t.Logf("entry gateway: %v", err)
+		}
+		c := startCapture(t, client, link, "connecting")
+		nymvpn("disconnect", "--wait")
+		nymvpn("connect") // no --wait: it cannot succeed
+		waitState(t, d, api.Connecting, func(s api.State) bool { return s.Attempt >= 2 })
+		probe(t, client)
+		if l := c.leaks(t, dirEP, regEP, wgEP); len(l) > 0 {
+			t.Errorf("leaks while connecting to an unreachable gateway:\n%s", strings.Join(l, "\n"))
+		}
+	})
+
+	t.Run("error", func(t *testing.T) {
+		// A directory named by host name cannot be reached with DNS
+		// blocked: a permanent error.
+		u := d.urlFrom(entryAddrC)
+		nymvpn("settings", "set", "directory", strings.Replace(u, entryAddrC.Addr().String(), "directory.invalid", 1))
+		c := startCapture(t, client, link, "error")
+		waitState(t, d, api.Error, nil)
+		probe(t, client)
+		if l := c.leaks(t, dirEP, regEP, wgEP); len(l) > 0 {
+			t.Errorf("leaks in the error state:\n%s", strings.Join(l, "\n"))
+		}
+		nymvpn("settings", "set", "directory", u)
+	})
+
+	t.Run("offline", func(t *testing.T) {
+		c := startCapture(t, client, link, "offline")
+		client.MustRun(t, "ip", "addr", "del", clientAddr.String(), "dev", link)
+		waitState(t, d, api.Offline, nil)
+		probe(t, client)
+		client.MustRun(t, "ip", "addr", "add", clientAddr.String(), "dev", link)
+		client.MustRun(t, "ip", "route", "replace", "default", "via", entryAddrC.Addr().String())
+		if l := c.leaks(t, dirEP, regEP, wgEP); len(l) > 0 {
+			t.Errorf("leaks while offline:\n%s", strings.Join(l, "\n"))
+		}
+	})
+
+	t.Run("lockdown while disconnected", func(t *testing.T) {
+		nymvpn("disconnect", "--wait")
+		nymvpn("settings", "set", "lockdown", "on")
+		c := startCapture(t, client, link, "lockdown")
+		probe(t, client)
+		if l := c.leaks(t); len(l) > 0 {
+			t.Errorf("leaks with lockdown while disconnected:\n%s", strings.Join(l, "\n"))
+		}
+		nymvpn("settings", "set", "lockdown", "off")
+		// Disconnected without lockdown is open again: the probes get out.
+		c = startCapture(t, client, link, "open")
+		probe(t, client)
+		if l := c.leaks(t); len(l) == 0 {
+			t.Errorf("disconnected without lockdown still blocks")
+		}
+	})
+}
+
+// TestNetworkChangeReconnects moves the client to a new outer address while
+// connected: the tunnel comes back by itself, and nothing leaks meanwhile.
+func TestNetworkChangeReconnects(t *testing.T) {
+	netnstest.RequireRoot(t)
+	requireTUN(t)
+	if testing.Short() {
+		t.Skip("builds the binaries and a network of namespaces; skipped in -short")
+	}
+	d := newDaemonNet(t)
+	client := d.client
+	client.DefaultRoute(t, entryAddrC.Addr())
+	link := strings.Fields(client.MustRun(t, "ip", "-o", "-4", "addr", "show", "to", clientAddr.Addr().String()))[1]
+	nymvpn := d.mustNymvpn(t)
+	d.startDaemon(t, "nymvpnd")
+	nymvpn("connect", "--entry", "gw-entry", "--exit", "gw-exit", "--wait", "--timeout", "2m")
+	first := status(t, nymvpn).State.Since
+
+	c := startCapture(t, client, link, "move")
+	moved := "172.31.1.3/24"
+	client.MustRun(t, "ip", "addr", "add", moved, "dev", link)
+	client.MustRun(t, "ip", "addr", "del", clientAddr.String(), "dev", link)
+	client.MustRun(t, "ip", "route", "replace", "default", "via", entryAddrC.Addr().String())
+	waitState(t, d, api.Connected, func(s api.State) bool { return s.Since != nil && first != nil && s.Since.After(*first) })
+	checkThroughTunnel(t, client)
+	l := c.leaks(t, "tcp/"+entryAddrC.Addr().String()+":"+directoryPort, "tcp/"+entryAddrC.Addr().String()+":51821",
+		"udp/"+entryAddrC.Addr().String()+":51822")
+	if len(l) > 0 {
+		t.Errorf("leaks while moving to a new address:\n%s", strings.Join(l, "\n"))
+	}
+	// The gateway saw the client come from its new address.
+	if out := c.ns.MustRun(t, "tcpdump", "-r", c.file, "-nn", "src host 172.31.1.3 and udp port 51822"); !strings.Contains(out, "172.31.1.3") {
+		t.Errorf("no WireGuard packet from the new address:\n%s", out)
+	}
+}
