@@ -160,6 +160,7 @@ func TestKillSwitchNoLeaks(t *testing.T) {
 		}
 	})
 
+	parent := t
 	t.Run("kill -9", func(t *testing.T) {
 		c := startCapture(t, client, link, "killed")
 		if err := syscall.Kill(daemon.Pid(), syscall.SIGKILL); err != nil {
@@ -171,7 +172,7 @@ func TestKillSwitchNoLeaks(t *testing.T) {
 			t.Errorf("leaks after kill -9 of a connected daemon:\n%s", strings.Join(l, "\n"))
 		}
 		c = startCapture(t, client, link, "restart")
-		daemon = d.startDaemon(t, "nymvpnd (restarted)")
+		daemon = d.startDaemon(parent, "nymvpnd (restarted)") // lives on after this subtest
 		probe(t, client)
 		waitState(t, d, api.Connected, nil)
 		if l := c.leaks(t, dirEP, regEP, wgEP); len(l) > 0 {
@@ -255,9 +256,11 @@ func TestNetworkChangeReconnects(t *testing.T) {
 	first := status(t, nymvpn).State.Since
 
 	c := startCapture(t, client, link, "move")
+	// Another network: the old address goes (taking the default route with
+	// it), a new one comes, as when a laptop joins another Wi-Fi.
 	moved := "172.31.1.3/24"
-	client.MustRun(t, "ip", "addr", "add", moved, "dev", link)
 	client.MustRun(t, "ip", "addr", "del", clientAddr.String(), "dev", link)
+	client.MustRun(t, "ip", "addr", "add", moved, "dev", link)
 	client.MustRun(t, "ip", "route", "replace", "default", "via", entryAddrC.Addr().String())
 	waitState(t, d, api.Connected, func(s api.State) bool { return s.Since != nil && first != nil && s.Since.After(*first) })
 	checkThroughTunnel(t, client)

@@ -114,7 +114,7 @@ func BenchmarkOneHopThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	ep, _ := endpoint(exit.WireGuardAddr, grant.Port)
-	dev, err := startDevice(st, conn.NewStdNetBind(), key, grant, psk, ep, cfg.Logger)
+	dev, err := startDevice(st, conn.NewStdNetBind(), key, grant, psk, ep, 0, cfg.Logger)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -207,14 +207,13 @@ func Connect(ctx context.Context, cfg Config) (t *Tunnel, err error) {
 	if bind == nil {
 		bind = conn.NewStdNetBind()
 	}
-	t.entryDev, err = startDevice(t.entryStack, bind, cfg.EntryKey, entryGrant, entryPSK, entryEP, cfg.Logger.With("hop", "entry"))
+	// The mark is part of the configuration set before the device comes
+	// up: the first handshake must already carry it, or a kill switch that
+	// lets only marked packets out drops it (and WireGuard retries only
+	// after 5 s).
+	t.entryDev, err = startDevice(t.entryStack, bind, cfg.EntryKey, entryGrant, entryPSK, entryEP, cfg.FwMark, cfg.Logger.With("hop", "entry"))
 	if err != nil {
 		return t, fmt.Errorf("fast: entry tunnel: %w", err)
-	}
-	if cfg.FwMark != 0 {
-		if err := t.entryDev.IpcSet(fmt.Sprintf("fwmark=%d\n", cfg.FwMark)); err != nil {
-			return t, fmt.Errorf("fast: mark the entry tunnel's socket: %w", err)
-		}
 	}
 
 	// Hop 2: register with the exit through the entry tunnel.
@@ -249,7 +248,7 @@ func Connect(ctx context.Context, cfg Config) (t *Tunnel, err error) {
 	innerBind := wgbind.New(func(port uint16) (net.PacketConn, error) {
 		return t.entryStack.ListenUDP(netip.AddrPortFrom(listenAddr, port))
 	})
-	t.exitDev, err = startDevice(inner, innerBind, cfg.ExitKey, exitGrant, exitPSK, exitEP, cfg.Logger.With("hop", "exit"))
+	t.exitDev, err = startDevice(inner, innerBind, cfg.ExitKey, exitGrant, exitPSK, exitEP, 0, cfg.Logger.With("hop", "exit"))
 	if err != nil {
 		return t, fmt.Errorf("fast: exit tunnel: %w", err)
 	}
@@ -415,10 +414,14 @@ func endpoint(dirAddr string, port uint16) (netip.AddrPort, error) {
 	return ap, nil
 }
 
-func startDevice(tdev tun.Device, bind conn.Bind, key transport.Key, g *registration.Grant, psk [32]byte, ep netip.AddrPort, log *slog.Logger) (*device.Device, error) {
+func startDevice(tdev tun.Device, bind conn.Bind, key transport.Key, g *registration.Grant, psk [32]byte, ep netip.AddrPort, mark uint32, log *slog.Logger) (*device.Device, error) {
 	dev := device.NewDevice(tdev, bind, wguapi.Logger(log))
-	conf := fmt.Sprintf("private_key=%s\npublic_key=%s\npreshared_key=%s\nendpoint=%s\npersistent_keepalive_interval=%d\nreplace_allowed_ips=true\nallowed_ip=0.0.0.0/0\nallowed_ip=::/0\n",
-		hex.EncodeToString(key[:]), hex.EncodeToString(g.GatewayKey[:]), hex.EncodeToString(psk[:]), ep, int(KeepaliveInterval/time.Second))
+	conf := fmt.Sprintf("private_key=%s\n", hex.EncodeToString(key[:]))
+	if mark != 0 {
+		conf += fmt.Sprintf("fwmark=%d\n", mark)
+	}
+	conf += fmt.Sprintf("public_key=%s\npreshared_key=%s\nendpoint=%s\npersistent_keepalive_interval=%d\nreplace_allowed_ips=true\nallowed_ip=0.0.0.0/0\nallowed_ip=::/0\n",
+		hex.EncodeToString(g.GatewayKey[:]), hex.EncodeToString(psk[:]), ep, int(KeepaliveInterval/time.Second))
 	if err := dev.IpcSet(conf); err != nil {
 		dev.Close()
 		return nil, fmt.Errorf("configure WireGuard: %w", err)
