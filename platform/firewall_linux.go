@@ -19,7 +19,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// On Linux the kill switch is one nftables table, "inet FirewallTable", in
+// firewallCommentMax is the longest comment nft(8) accepts.
+const firewallCommentMax = 128
+
+// Firewall applies kill-switch policies. On Linux the kill switch is one
+// nftables table, "inet FirewallTable", in
 // the network namespace of the calling process, with two base chains:
 //
 //	table inet nymvpn {
@@ -41,12 +45,8 @@ import (
 // The table is not owned by the process (no NFT_TABLE_F_OWNER): it stays
 // when the daemon exits or crashes, which is the point of a kill switch, and
 // a new daemon (or `nymvpnd cleanup`) replaces or removes it.
-
-// firewallCommentMax is the longest comment nft(8) accepts.
-const firewallCommentMax = 128
-
-// Firewall applies kill-switch policies with nftables. Its methods are safe
-// for concurrent use.
+//
+// Its methods are safe for concurrent use.
 type Firewall struct {
 	log *slog.Logger
 	mu  sync.Mutex
