@@ -774,14 +774,14 @@ func (r *run) teardownNow(t Tunnel) {
 }
 
 func (r *run) afterTeardown() {
+	// The network may have come back (or gone) while tearing down: what
+	// follows depends on the network now, not when the teardown began.
 	then := r.state.Then
 	switch {
-	case !r.online && r.target:
+	case r.target && !r.online:
 		r.publish(api.State{Kind: api.Offline, Reason: "the computer has no network connection"})
-	case then == api.Connecting && r.target:
+	case r.target && (then == api.Connecting || then == api.Offline):
 		r.connect(1)
-	case then == api.Offline:
-		r.publish(api.State{Kind: api.Offline, Reason: r.reason})
 	default:
 		r.publish(api.State{Kind: api.Disconnected})
 	}

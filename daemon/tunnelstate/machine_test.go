@@ -743,3 +743,15 @@ func TestFileTarget(t *testing.T) {
 		t.Fatalf("kept file changed: %q", b)
 	}
 }
+
+func TestNetworkBackWhileTearingDown(t *testing.T) {
+	h := newHarness(t, false)
+	h.m.Connect(context.Background())
+	h.connectOK(1, "exit-ch-1")
+	h.sys.mu.Lock() // hold the teardown inside System.Down
+	h.m.SetOnline(context.Background(), false)
+	h.expect(api.Disconnecting)
+	h.m.SetOnline(context.Background(), true) // a new address arrives meanwhile
+	h.sys.mu.Unlock()
+	h.connectOK(1, "exit-ch-1")
+}
