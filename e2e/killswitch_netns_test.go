@@ -30,13 +30,17 @@ func startCapture(t *testing.T, ns *netnstest.Namespace, ifname, name string) *c
 
 // leaks stops the capture and returns every packet that is neither to nor
 // from one of the allowed endpoints of the entry gateway, nor link
-// housekeeping (ARP, IPv6 neighbour and router discovery).
+// housekeeping (ARP, IPv6 neighbour and router discovery, multicast
+// listener reports).
 func (c *capture) leaks(t *testing.T, allowed ...string) []string {
 	t.Helper()
 	if err := c.proc.Stop(); err != nil && !strings.Contains(err.Error(), "signal") {
 		t.Logf("tcpdump: %v", err)
 	}
-	filter := "not arp and not (icmp6 and ip6[40] >= 133 and ip6[40] <= 136)"
+	// Neighbour discovery and multicast listener messages (after a
+	// hop-by-hop header for MLD) never leave the link.
+	filter := "not arp and not (icmp6 and ip6[40] >= 133 and ip6[40] <= 136)" +
+		" and not (ip6[6] == 0 and ip6[40] == 58 and (ip6[48] == 143 or (ip6[48] >= 130 and ip6[48] <= 132)))"
 	for _, a := range allowed {
 		proto, hostport, _ := strings.Cut(a, "/")
 		i := strings.LastIndex(hostport, ":")

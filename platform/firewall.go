@@ -85,10 +85,11 @@ var lanNetworks = []netip.Prefix{
 	netip.MustParsePrefix("ff02::/16"), // link-local multicast
 }
 
-// NDP message types: router solicitation and advertisement, neighbour
-// solicitation and advertisement. Without them IPv6 on the link breaks, and
-// they never leave the link.
-var ndpTypes = []uint8{133, 134, 135, 136}
+// Link housekeeping of IPv6: multicast listener query, report and done
+// (MLDv1 130–132, MLDv2 report 143), router solicitation and advertisement,
+// neighbour solicitation and advertisement (133–136). Without them IPv6 on
+// the link breaks, and they never leave the link.
+var ndpTypes = []uint8{130, 131, 132, 133, 134, 135, 136, 143}
 
 // PlanFirewall returns the ruleset for a policy, in order: for each chain
 // the first matching rule decides, and a packet that matches none is
@@ -154,8 +155,8 @@ func PlanFirewall(p FirewallPolicy) ([]FirewallRule, error) {
 	add(&out, FirewallRule{Chain: ChainOutput, Family: 6, Proto: "udp", Sport: 546, Dport: 547, Verdict: "accept", Why: "DHCPv6"})
 	add(&in, FirewallRule{Chain: ChainInput, Family: 6, Proto: "udp", Sport: 547, Dport: 546, Verdict: "accept", Why: "DHCPv6"})
 	for _, t := range ndpTypes {
-		add(&out, FirewallRule{Chain: ChainOutput, Family: 6, Proto: "icmpv6", ICMPType: t, Verdict: "accept", Why: "IPv6 neighbour discovery"})
-		add(&in, FirewallRule{Chain: ChainInput, Family: 6, Proto: "icmpv6", ICMPType: t, Verdict: "accept", Why: "IPv6 neighbour discovery"})
+		add(&out, FirewallRule{Chain: ChainOutput, Family: 6, Proto: "icmpv6", ICMPType: t, Verdict: "accept", Why: "IPv6 link housekeeping (NDP, MLD)"})
+		add(&in, FirewallRule{Chain: ChainInput, Family: 6, Proto: "icmpv6", ICMPType: t, Verdict: "accept", Why: "IPv6 link housekeeping (NDP, MLD)"})
 	}
 
 	if p.AllowLAN {

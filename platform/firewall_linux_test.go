@@ -155,7 +155,8 @@ func nftListTable(t *testing.T, n *netnstest.Namespace, name string) nftTable {
 }
 
 // ICMPv6 types by the names nft prints.
-var nftICMPv6Types = map[string]uint8{"nd-router-solicit": 133, "nd-router-advert": 134, "nd-neighbor-solicit": 135, "nd-neighbor-advert": 136}
+var nftICMPv6Types = map[string]uint8{"nd-router-solicit": 133, "nd-router-advert": 134, "nd-neighbor-solicit": 135, "nd-neighbor-advert": 136,
+	"mld-listener-query": 130, "mld-listener-report": 131, "mld-listener-done": 132, "mld2-listener-report": 143}
 
 // decodeNftJSON turns one rule of nft's JSON back into a FirewallRule. nft
 // leaves out the dependencies it implies (meta nfproto before ip/ip6 and
@@ -645,8 +646,8 @@ func fwCapturedAllowed(f []string, s fwState, byPort map[uint16]fwProbe) string 
 	sport, _ := strconv.Atoi(f[3])
 	dport, _ := strconv.Atoi(f[5])
 	switch {
-	case proto == "icmpv6" && dport >= 133 && dport <= 136:
-		return "" // neighbour discovery
+	case proto == "icmpv6" && ((dport >= 130 && dport <= 136) || dport == 143):
+		return "" // neighbour discovery, multicast listener messages
 	case proto == "udp" && ((sport == 68 && dport == 67) || (sport == 546 && dport == 547)):
 		return "" // DHCP
 	case s.lan && fwIsLAN(dst) && !((proto == "udp" || proto == "tcp") && dport == 53):

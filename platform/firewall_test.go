@@ -22,10 +22,14 @@ func rulesText(t *testing.T, p FirewallPolicy) string {
 const linkRules = `input: ct state established,related accept
 input: meta nfproto ipv4 udp sport 67 udp dport 68 accept
 input: meta nfproto ipv6 udp sport 547 udp dport 546 accept
+input: meta nfproto ipv6 icmpv6 type 130 accept
+input: meta nfproto ipv6 icmpv6 type 131 accept
+input: meta nfproto ipv6 icmpv6 type 132 accept
 input: meta nfproto ipv6 icmpv6 type 133 accept
 input: meta nfproto ipv6 icmpv6 type 134 accept
 input: meta nfproto ipv6 icmpv6 type 135 accept
 input: meta nfproto ipv6 icmpv6 type 136 accept
+input: meta nfproto ipv6 icmpv6 type 143 accept
 `
 
 func TestPlanFirewallOpen(t *testing.T) {
@@ -43,10 +47,14 @@ output: udp dport 53 drop
 output: tcp dport 53 drop
 output: meta nfproto ipv4 udp sport 68 udp dport 67 accept
 output: meta nfproto ipv6 udp sport 546 udp dport 547 accept
+output: meta nfproto ipv6 icmpv6 type 130 accept
+output: meta nfproto ipv6 icmpv6 type 131 accept
+output: meta nfproto ipv6 icmpv6 type 132 accept
 output: meta nfproto ipv6 icmpv6 type 133 accept
 output: meta nfproto ipv6 icmpv6 type 134 accept
 output: meta nfproto ipv6 icmpv6 type 135 accept
 output: meta nfproto ipv6 icmpv6 type 136 accept
+output: meta nfproto ipv6 icmpv6 type 143 accept
 `
 	if got != want {
 		t.Fatalf("blocked ruleset:\n%s\nwant:\n%s", got, want)
@@ -96,10 +104,14 @@ output: meta nfproto ipv4 meta mark 0x1234 ip daddr 172.31.1.1/32 udp dport 5182
 output: oifname "nymvpn0" accept
 output: meta nfproto ipv4 udp sport 68 udp dport 67 accept
 output: meta nfproto ipv6 udp sport 546 udp dport 547 accept
+output: meta nfproto ipv6 icmpv6 type 130 accept
+output: meta nfproto ipv6 icmpv6 type 131 accept
+output: meta nfproto ipv6 icmpv6 type 132 accept
 output: meta nfproto ipv6 icmpv6 type 133 accept
 output: meta nfproto ipv6 icmpv6 type 134 accept
 output: meta nfproto ipv6 icmpv6 type 135 accept
 output: meta nfproto ipv6 icmpv6 type 136 accept
+output: meta nfproto ipv6 icmpv6 type 143 accept
 `
 	if got != want {
 		t.Fatalf("connected ruleset:\n%s\nwant:\n%s", got, want)

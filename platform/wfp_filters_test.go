@@ -35,11 +35,11 @@ func TestWFPFiltersConnected(t *testing.T) {
 	for _, want := range []string{
 		// Loopback, both families, first in each layer; DNS.
 		`AUTH_CONNECT_V4 14 permit "loopback" [FLAGS FLAGS_ALL_SET FWP_CONDITION_FLAG_IS_LOOPBACK]
-AUTH_CONNECT_V6 12 permit "loopback" [FLAGS FLAGS_ALL_SET FWP_CONDITION_FLAG_IS_LOOPBACK]
+AUTH_CONNECT_V6 16 permit "loopback" [FLAGS FLAGS_ALL_SET FWP_CONDITION_FLAG_IS_LOOPBACK]
 AUTH_CONNECT_V4 13 permit "DNS to the tunnel's resolver" [IP_LOCAL_INTERFACE EQUAL nymvpn0] [IP_REMOTE_ADDRESS EQUAL 10.1.0.1] [IP_PROTOCOL EQUAL 17] [IP_REMOTE_PORT EQUAL 53]
 AUTH_CONNECT_V4 12 permit "DNS to the tunnel's resolver" [IP_LOCAL_INTERFACE EQUAL nymvpn0] [IP_REMOTE_ADDRESS EQUAL 10.1.0.1] [IP_PROTOCOL EQUAL 6] [IP_REMOTE_PORT EQUAL 53]
 AUTH_CONNECT_V4 11 block "DNS outside the tunnel" [IP_PROTOCOL EQUAL 17] [IP_REMOTE_PORT EQUAL 53]
-AUTH_CONNECT_V6 11 block "DNS outside the tunnel" [IP_PROTOCOL EQUAL 17] [IP_REMOTE_PORT EQUAL 53]
+AUTH_CONNECT_V6 15 block "DNS outside the tunnel" [IP_PROTOCOL EQUAL 17] [IP_REMOTE_PORT EQUAL 53]
 `,
 		// The daemon's sockets: its application.
 		`AUTH_CONNECT_V4 9 permit "nymvpnd to udp/192.0.2.1:51820" [ALE_APP_ID EQUAL C:\Program Files\NymVPN\nymvpnd.exe] [IP_REMOTE_ADDRESS EQUAL 192.0.2.1] [IP_PROTOCOL EQUAL 17] [IP_REMOTE_PORT EQUAL 51820]
@@ -47,7 +47,7 @@ AUTH_CONNECT_V6 11 block "DNS outside the tunnel" [IP_PROTOCOL EQUAL 17] [IP_REM
 		// Inbound: remote is the source.
 		`AUTH_RECV_ACCEPT_V4 7 permit "DHCP" [IP_PROTOCOL EQUAL 17] [IP_REMOTE_PORT EQUAL 67] [IP_LOCAL_PORT EQUAL 68]
 `,
-		`AUTH_RECV_ACCEPT_V6 5 permit "IPv6 neighbour discovery" [IP_PROTOCOL EQUAL 58] [ICMP_TYPE EQUAL 135]
+		`AUTH_RECV_ACCEPT_V6 6 permit "IPv6 link housekeeping (NDP, MLD)" [IP_PROTOCOL EQUAL 58] [ICMP_TYPE EQUAL 135]
 `,
 		`AUTH_RECV_ACCEPT_V4 4 permit "local network" [IP_REMOTE_ADDRESS EQUAL 192.168.0.0/16]
 `,
