@@ -18,14 +18,38 @@ type capture struct {
 	ns   *netnstest.Namespace
 	proc *netnstest.Process
 	file string
+	// peer sends the end marker; to is the client's address now.
+	peer *netnstest.Namespace
+	to   string
 }
 
-func startCapture(t *testing.T, ns *netnstest.Namespace, ifname, name string) *capture {
+// markerPort is where the end-of-capture marker goes: a datagram from the
+// entry host to the client, inbound, so the kill switch does not stop it.
+const markerPort = "7"
+
+func startCapture(t *testing.T, d *daemonNet, ifname, name string) *capture {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), name+".pcap")
-	p := ns.Start(t, "tcpdump "+name, "tcpdump", "-i", ifname, "-nn", "-U", "-w", file)
+	p := d.client.Start(t, "tcpdump "+name, "tcpdump", "-i", ifname, "-nn", "-U", "--immediate-mode", "-w", file)
 	p.WaitFor(t, regexp.MustCompile(`listening on`), readyTimeout)
-	return &capture{ns: ns, proc: p, file: file}
+	return &capture{ns: d.client, proc: p, file: file, peer: d.entry, to: clientAddr.Addr().String()}
+}
+
+// stop sends a marker through the link and waits until the capture holds
+// it, so every packet before it is in the file, then stops tcpdump.
+func (c *capture) stop(t *testing.T) {
+	t.Helper()
+	netnstest.Poll(t, readyTimeout, "the capture's end marker", func() error {
+		c.peer.Run("bash", "-c", "echo end > /dev/udp/"+c.to+"/"+markerPort)
+		out, _ := c.ns.Run("tcpdump", "-r", c.file, "-nn", "udp dst port "+markerPort)
+		if !strings.Contains(out, "."+markerPort+":") {
+			return fmt.Errorf("not captured yet")
+		}
+		return nil
+	})
+	if err := c.proc.Stop(); err != nil && !strings.Contains(err.Error(), "signal") {
+		t.Logf("tcpdump: %v", err)
+	}
 }
 
 // leaks stops the capture and returns every packet that is neither to nor
@@ -34,13 +58,12 @@ func startCapture(t *testing.T, ns *netnstest.Namespace, ifname, name string) *c
 // listener reports).
 func (c *capture) leaks(t *testing.T, allowed ...string) []string {
 	t.Helper()
-	if err := c.proc.Stop(); err != nil && !strings.Contains(err.Error(), "signal") {
-		t.Logf("tcpdump: %v", err)
-	}
+	c.stop(t)
 	// Neighbour discovery and multicast listener messages (after a
 	// hop-by-hop header for MLD) never leave the link.
 	filter := "not arp and not (icmp6 and ip6[40] >= 133 and ip6[40] <= 136)" +
-		" and not (ip6[6] == 0 and ip6[40] == 58 and (ip6[48] == 143 or (ip6[48] >= 130 and ip6[48] <= 132)))"
+		" and not (ip6[6] == 0 and ip6[40] == 58 and (ip6[48] == 143 or (ip6[48] >= 130 and ip6[48] <= 132)))" +
+		" and not (src host " + entryAddrC.Addr().String() + " and udp dst port " + markerPort + ")"
 	for _, a := range allowed {
 		proto, hostport, _ := strings.Cut(a, "/")
 		i := strings.LastIndex(hostport, ":")
@@ -121,7 +144,7 @@ func TestKillSwitchNoLeaks(t *testing.T) {
 	wgEP := "udp/" + entryAddrC.Addr().String() + ":51822"
 
 	// Without the VPN the probes do get out: the test can see a leak.
-	c := startCapture(t, client, link, "baseline")
+	c := startCapture(t, d, link, "baseline")
 	probe(t, client)
 	if l := c.leaks(t, dirEP, regEP, wgEP); len(l) == 0 {
 		t.Fatal("the probes produced no packet without the VPN: the capture cannot see leaks")
@@ -131,7 +154,7 @@ func TestKillSwitchNoLeaks(t *testing.T) {
 	nymvpn("connect", "--entry", "gw-entry", "--exit", "gw-exit", "--wait", "--timeout", "2m")
 
 	t.Run("connected", func(t *testing.T) {
-		c := startCapture(t, client, link, "connected")
+		c := startCapture(t, d, link, "connected")
 		checkThroughTunnel(t, client)
 		probe(t, client)
 		if l := c.leaks(t, wgEP); len(l) > 0 {
@@ -140,7 +163,7 @@ func TestKillSwitchNoLeaks(t *testing.T) {
 	})
 
 	t.Run("reconnect", func(t *testing.T) {
-		c := startCapture(t, client, link, "reconnect")
+		c := startCapture(t, d, link, "reconnect")
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		wg.Go(func() {
@@ -166,7 +189,7 @@ func TestKillSwitchNoLeaks(t *testing.T) {
 
 	parent := t
 	t.Run("kill -9", func(t *testing.T) {
-		c := startCapture(t, client, link, "killed")
+		c := startCapture(t, d, link, "killed")
 		if err := syscall.Kill(daemon.Pid(), syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -175,7 +198,7 @@ func TestKillSwitchNoLeaks(t *testing.T) {
 		if l := c.leaks(t); len(l) > 0 {
 			t.Errorf("leaks after kill -9 of a connected daemon:\n%s", strings.Join(l, "\n"))
 		}
-		c = startCapture(t, client, link, "restart")
+		c = startCapture(t, d, link, "restart")
 		daemon = d.startDaemon(parent, "nymvpnd (restarted)") // lives on after this subtest
 		probe(t, client)
 		waitState(t, d, api.Connected, nil)
@@ -188,7 +211,7 @@ func TestKillSwitchNoLeaks(t *testing.T) {
 		if err := d.entryGW.Stop(); err != nil {
 			t.Logf("entry gateway: %v", err)
 		}
-		c := startCapture(t, client, link, "connecting")
+		c := startCapture(t, d, link, "connecting")
 		nymvpn("disconnect", "--wait")
 		nymvpn("connect") // no --wait: it cannot succeed
 		waitState(t, d, api.Connecting, func(s api.State) bool { return s.Attempt >= 2 })
@@ -203,7 +226,7 @@ func TestKillSwitchNoLeaks(t *testing.T) {
 		// blocked: a permanent error.
 		u := d.urlFrom(entryAddrC)
 		nymvpn("settings", "set", "directory", strings.Replace(u, entryAddrC.Addr().String(), "directory.invalid", 1))
-		c := startCapture(t, client, link, "error")
+		c := startCapture(t, d, link, "error")
 		waitState(t, d, api.Error, nil)
 		probe(t, client)
 		if l := c.leaks(t, dirEP, regEP, wgEP); len(l) > 0 {
@@ -213,7 +236,7 @@ func TestKillSwitchNoLeaks(t *testing.T) {
 	})
 
 	t.Run("offline", func(t *testing.T) {
-		c := startCapture(t, client, link, "offline")
+		c := startCapture(t, d, link, "offline")
 		client.MustRun(t, "ip", "addr", "del", clientAddr.String(), "dev", link)
 		waitState(t, d, api.Offline, nil)
 		probe(t, client)
@@ -227,14 +250,14 @@ func TestKillSwitchNoLeaks(t *testing.T) {
 	t.Run("lockdown while disconnected", func(t *testing.T) {
 		nymvpn("disconnect", "--wait")
 		nymvpn("settings", "set", "lockdown", "on")
-		c := startCapture(t, client, link, "lockdown")
+		c := startCapture(t, d, link, "lockdown")
 		probe(t, client)
 		if l := c.leaks(t); len(l) > 0 {
 			t.Errorf("leaks with lockdown while disconnected:\n%s", strings.Join(l, "\n"))
 		}
 		nymvpn("settings", "set", "lockdown", "off")
 		// Disconnected without lockdown is open again: the probes get out.
-		c = startCapture(t, client, link, "open")
+		c = startCapture(t, d, link, "open")
 		probe(t, client)
 		if l := c.leaks(t); len(l) == 0 {
 			t.Errorf("disconnected without lockdown still blocks")
@@ -259,7 +282,8 @@ func TestNetworkChangeReconnects(t *testing.T) {
 	nymvpn("connect", "--entry", "gw-entry", "--exit", "gw-exit", "--wait", "--timeout", "2m")
 	first := status(t, nymvpn).State.Since
 
-	c := startCapture(t, client, link, "move")
+	c := startCapture(t, d, link, "move")
+	c.to = "172.31.1.3"
 	// Another network: the old address goes (taking the default route with
 	// it), a new one comes, as when a laptop joins another Wi-Fi.
 	moved := "172.31.1.3/24"
@@ -275,6 +299,7 @@ func TestNetworkChangeReconnects(t *testing.T) {
 	}
 	// The gateway saw the client come from its new address.
 	if out := c.ns.MustRun(t, "tcpdump", "-r", c.file, "-nn", "src host 172.31.1.3 and udp port 51822"); !strings.Contains(out, "172.31.1.3") {
-		t.Errorf("no WireGuard packet from the new address:\n%s", out)
+		all, _ := c.ns.Run("tcpdump", "-r", c.file, "-nn")
+		t.Errorf("no WireGuard packet from the new address:\n%s\nthe capture:\n%s", out, all)
 	}
 }
