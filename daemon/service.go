@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,8 @@ import (
 	"github.com/kardianos/service"
 
 	"github.com/nymvpn/nymvpn/daemon/api"
+	"github.com/nymvpn/nymvpn/daemon/settings"
+	"github.com/nymvpn/nymvpn/daemon/tunnelstate"
 	"github.com/nymvpn/nymvpn/platform"
 	"github.com/nymvpn/nymvpn/version"
 )
@@ -28,6 +31,13 @@ import (
 //
 //go:embed nymvpnd.service
 var SystemdUnit string
+
+// SystemdEarlyUnit blocks traffic at boot before any network is configured
+// when the user wanted to be connected or lockdown is on (the ordering of
+// Debian's nftables.service).
+//
+//go:embed nymvpnd-early.service
+var SystemdEarlyUnit string
 
 const serviceName = "nymvpnd"
 
@@ -92,6 +102,8 @@ commands:
   stop        stop the service
   status      print whether the service is running
   cleanup     undo routes and DNS left behind by a daemon that died (the service runs it after every stop)
+  early-block at boot, before the network comes up: block all traffic if the user wanted to be
+              connected (kill switch) or lockdown is on (nymvpnd-early.service runs it)
   version     print the version
 
 run flags:
@@ -115,7 +127,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		f := runFlags(stdout)
 		f.fs.PrintDefaults()
 		return 0
-	case "run", "cleanup", "install":
+	case "run", "cleanup", "install", "early-block":
 		f := runFlags(stderr)
 		if err := f.fs.Parse(rest); err != nil {
 			return 2
@@ -130,6 +142,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return runService(cfg, stderr)
 		case "cleanup":
 			return cleanup(cfg, stdout, stderr)
+		case "early-block":
+			return earlyBlock(cfg, stdout, stderr)
 		default:
 			return serviceControl(cmd, rest, stdout, stderr)
 		}
@@ -213,6 +227,35 @@ func runService(cfg Config, stderr io.Writer) int {
 	return 0
 }
 
+// earlyBlock applies the blocking firewall at boot, before any network is
+// configured, when the persisted target or lockdown asks for it; the
+// daemon, starting later, takes the firewall over.
+func earlyBlock(cfg Config, stdout, stderr io.Writer) int {
+	s, err := settings.Load(filepath.Join(cfg.StateDir, "settings.json"))
+	if err != nil {
+		fmt.Fprintln(stderr, "nymvpnd early-block: settings:", err) // defaults apply: kill switch on
+	}
+	target, err := tunnelstate.FileTarget{Path: filepath.Join(cfg.StateDir, "target.json")}.Load()
+	if err != nil {
+		fmt.Fprintln(stderr, "nymvpnd early-block: target:", err)
+	}
+	if !s.Lockdown && !(s.KillSwitch && target) {
+		fmt.Fprintln(stdout, "nymvpnd: nothing to block at boot")
+		return 0
+	}
+	fw, err := platform.NewFirewall(cfg.Logger)
+	if err != nil {
+		fmt.Fprintln(stderr, "nymvpnd early-block:", err)
+		return 1
+	}
+	if err := fw.Apply(platform.FirewallPolicy{Block: true, AllowLAN: s.AllowLAN}); err != nil {
+		fmt.Fprintln(stderr, "nymvpnd early-block:", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, "nymvpnd: blocking all traffic until the tunnel is up")
+	return 0
+}
+
 // cleanup undoes what a daemon that died left behind, without starting one.
 func cleanup(cfg Config, stdout, stderr io.Writer) int {
 	sys, err := platform.New(platform.Options{StateDir: platformDir(cfg.StateDir), ResolvConf: cfg.ResolvConf, DNSBackend: cfg.DNSBackend, Logger: cfg.Logger})
@@ -256,6 +299,11 @@ func serviceControl(cmd string, runArgs []string, stdout, stderr io.Writer) int 
 		}
 		return 0
 	}
+	if cmd == "uninstall" {
+		if err := uninstallEarly(); err != nil {
+			fmt.Fprintln(stderr, "nymvpnd uninstall:", err)
+		}
+	}
 	if err := service.Control(s, cmd); err != nil {
 		msg := err.Error()
 		if strings.Contains(msg, "ermission") || strings.Contains(msg, "denied") {
@@ -263,6 +311,16 @@ func serviceControl(cmd string, runArgs []string, stdout, stderr io.Writer) int 
 		}
 		fmt.Fprintf(stderr, "nymvpnd %s: %s\n", cmd, msg)
 		return 1
+	}
+	if cmd == "install" && service.Platform() == "linux-systemd" {
+		exe, err := os.Executable()
+		if err == nil {
+			err = installEarly(exe)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "nymvpnd install: the boot-time kill switch:", err)
+			return 1
+		}
 	}
 	fmt.Fprintf(stdout, "nymvpnd: %s done\n", cmd)
 	return 0

@@ -47,3 +47,12 @@ func TestMainCommands(t *testing.T) {
 		t.Errorf("cleanup: %d %q %q", code, out.String(), errb.String())
 	}
 }
+
+func TestEarlyUnit(t *testing.T) {
+	for _, want := range []string{"DefaultDependencies=no", "Before=network-pre.target shutdown.target nymvpnd.service",
+		"ExecStart={{Path}} early-block", "Type=oneshot", "WantedBy=sysinit.target"} {
+		if !strings.Contains(SystemdEarlyUnit, want+"\n") {
+			t.Errorf("early unit lacks %q", want)
+		}
+	}
+}

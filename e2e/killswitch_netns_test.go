@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -302,4 +303,39 @@ func TestNetworkChangeReconnects(t *testing.T) {
 		all, _ := c.ns.Run("tcpdump", "-r", c.file, "-nn")
 		t.Errorf("no WireGuard packet from the new address:\n%s\nthe capture:\n%s", out, all)
 	}
+}
+
+// TestEarlyBlock runs what nymvpnd-early.service runs at boot: with the
+// target "connected" (or lockdown on) it blocks before any daemon runs;
+// otherwise it leaves the network alone.
+func TestEarlyBlock(t *testing.T) {
+	netnstest.RequireRoot(t)
+	if testing.Short() {
+		t.Skip("builds nymvpnd; skipped in -short")
+	}
+	bin := buildBinaries(t, "nymvpnd")
+	host, peer := netnstest.New(t, "boot"), netnstest.New(t, "peer")
+	netnstest.Link(t, host, clientAddr, peer, entryAddrC)
+	state := t.TempDir()
+	early := func() string {
+		return host.MustRun(t, filepath.Join(bin, "nymvpnd"), "early-block", "--state-dir", state)
+	}
+	reachable := func() bool {
+		_, err := host.Run("ping", "-c", "1", "-W", "1", entryAddrC.Addr().String())
+		return err == nil
+	}
+
+	if out := early(); !strings.Contains(out, "nothing to block") || !reachable() {
+		t.Fatalf("a fresh install blocked at boot: %s", out)
+	}
+	if err := os.WriteFile(filepath.Join(state, "target.json"), []byte(`{"connect":true}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := early(); !strings.Contains(out, "blocking all traffic") {
+		t.Fatalf("target connected, early-block said: %s", out)
+	}
+	if reachable() {
+		t.Fatal("the network is reachable at boot although the user wanted to be connected")
+	}
+	host.MustRun(t, "nft", "list", "table", "inet", "nymvpn")
 }
