@@ -16,8 +16,17 @@
 // rule and use the main table; everything else goes to the tunnel, except
 // destinations with a more specific route in the main table (the local
 // network), as with wg-quick. The tunnel's DNS resolvers are routed into the
-// tunnel even then. There is no firewall here: between Down and the next Up
-// traffic takes the normal routes.
+// tunnel even then. Routes alone do not stop leaks: between Down and the next
+// Up traffic takes the normal routes. That is the kill switch's job.
+//
+// The kill switch: PlanFirewall turns a FirewallPolicy (block, the endpoints
+// the daemon's marked sockets may reach, the tunnel interface and its
+// resolvers, the LAN) into the exact ruleset as data, and Firewall applies
+// it on Linux as one nftables table, inet nymvpn, that outlives the daemon
+// (so a crash keeps blocking). PFAnchor and WFPFilters render the same rules
+// for macOS pf and Windows WFP; their appliers are not written yet.
+//
+// WatchNetwork reports connectivity and address changes (netlink).
 //
 // Every change is written to a journal in Options.StateDir, and fsync'd,
 // before it is made, together with what undoing it needs (old sysctl value,
