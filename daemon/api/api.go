@@ -11,6 +11,16 @@
 //	GET   /v1/gateways?role=entry|exit&country=CC → []Gateway
 //	GET   /v1/settings          Settings
 //	PATCH /v1/settings          SettingsPatch → Settings
+//	GET   /v1/account           Account (exists, id, created; never the phrase)
+//	POST  /v1/account           → AccountCreated (201): the new account and its recovery phrase, this once
+//	POST  /v1/account/import    ImportRequest → Account
+//	DELETE /v1/account          → Account: forgets the account and its tickets (not while connected)
+//	GET   /v1/tickets           Tickets: left per type, books, next expiry, refilling
+//
+// POST, PATCH and DELETE need the right to write (root, the nymvpn group or
+// the operator); everyone may read. Account errors: no_account,
+// account_exists, bad_phrase, tunnel_active; a connection that cannot pay
+// ends in the Error state with no_account, no_allowance or ticket_refused.
 //
 // Every error is an ErrorBody with a stable Code and a human Message.
 package api
@@ -109,11 +119,14 @@ type Status struct {
 	// Notices are things the user should know that are not errors of the
 	// tunnel, e.g. that a corrupt settings file was moved aside.
 	Notices []string `json:"notices,omitempty"`
+	// Tickets is the wallet's content (nil from a daemon without one).
+	Tickets *Tickets `json:"tickets,omitempty"`
 }
 
 // Event is one line of GET /v1/events. The first event carries Status; each
-// later one carries what changed (State, Settings, Traffic or Target). Seq
-// counts up from 1 per stream. Status.Apply folds an event into a Status.
+// later one carries what changed (State, Settings, Traffic, Target or
+// Tickets). Seq counts up from 1 per stream. Status.Apply folds an event into
+// a Status.
 type Event struct {
 	Seq      uint64    `json:"seq"`
 	Status   *Status   `json:"status,omitempty"`
@@ -122,6 +135,8 @@ type Event struct {
 	Traffic  *Traffic  `json:"traffic,omitempty"`
 	// Target is set when what the user asked for changed.
 	Target string `json:"target,omitempty"`
+	// Tickets is set when the wallet's content changed.
+	Tickets *Tickets `json:"tickets,omitempty"`
 }
 
 // Modes.

@@ -30,4 +30,8 @@ func (s *Status) Apply(e Event) {
 	if e.Target != "" {
 		s.Target = e.Target
 	}
+	if e.Tickets != nil {
+		t := *e.Tickets
+		s.Tickets = &t
+	}
 }

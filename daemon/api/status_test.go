@@ -33,3 +33,19 @@ func TestStatusApply(t *testing.T) {
 		t.Fatalf("after second status: %+v", s)
 	}
 }
+
+func TestStatusApplyTickets(t *testing.T) {
+	var s Status
+	s.Apply(Event{Seq: 1, Status: &Status{State: State{Kind: Disconnected}}})
+	if s.Tickets != nil {
+		t.Fatalf("tickets from nowhere: %+v", s.Tickets)
+	}
+	s.Apply(Event{Seq: 2, Tickets: &Tickets{Account: true, Left: map[string]int{TicketFastEntry: 50}}})
+	if s.Tickets == nil || !s.Tickets.Account || s.Tickets.Left[TicketFastEntry] != 50 {
+		t.Fatalf("after tickets: %+v", s.Tickets)
+	}
+	s.Apply(Event{Seq: 3, Tickets: &Tickets{}})
+	if s.Tickets == nil || s.Tickets.Account {
+		t.Fatalf("after forgetting: %+v", s.Tickets)
+	}
+}
