@@ -26,6 +26,7 @@ type backend struct {
 
 	mu       sync.Mutex
 	hold     chan struct{} // closed to let a held connect go on
+	release  func()        // of the last holdConnects
 	connects []api.ConnectRequest
 	wg       sync.WaitGroup
 }
@@ -124,7 +125,7 @@ func (b *backend) holdConnects() (release func()) {
 	h := make(chan struct{})
 	b.hold = h
 	var once sync.Once
-	return func() {
+	b.release = func() {
 		once.Do(func() {
 			close(h)
 			b.mu.Lock()
@@ -132,6 +133,7 @@ func (b *backend) holdConnects() (release func()) {
 			b.mu.Unlock()
 		})
 	}
+	return b.release
 }
 
 // readOnly lets nobody change anything.
@@ -167,6 +169,12 @@ func newFakeDaemon(t *testing.T) *fakeDaemon {
 	d.b = &backend{hub: d.hub}
 	t.Cleanup(func() {
 		d.stop(t)
+		d.b.mu.Lock()
+		release := d.b.release
+		d.b.mu.Unlock()
+		if release != nil {
+			release() // a test that failed while holding
+		}
 		d.b.wg.Wait()
 	})
 	return d

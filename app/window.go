@@ -66,6 +66,7 @@ type shown struct {
 	screen           viewmodel.Screen
 	headline, button string
 	enabled          bool
+	problem          string
 	width, height    int
 	pxPerDp          float32
 	title            string
@@ -94,7 +95,11 @@ func (ws *windows) loop(w *gioapp.Window) {
 			gtx := gioapp.NewContext(&ops, e)
 			v, intents := u.Layout(gtx, ws.ctrl.Model())
 			e.Frame(gtx.Ops)
-			now := shown{screen: v.Screen, headline: v.Status.Headline, button: v.Primary.Label, enabled: v.Primary.Enabled,
+			problem := ""
+			if v.Problem != nil {
+				problem = v.Problem.Title
+			}
+			now := shown{screen: v.Screen, headline: v.Status.Headline, button: v.Primary.Label, enabled: v.Primary.Enabled, problem: problem,
 				width: e.Size.X, height: e.Size.Y, pxPerDp: e.Metric.PxPerDp, title: v.Title}
 			if now != last {
 				if now.title != last.title {
@@ -102,7 +107,7 @@ func (ws *windows) loop(w *gioapp.Window) {
 				}
 				last = now
 				ws.log.Info("window shows", "screen", v.Screen.String(), "headline", v.Status.Headline,
-					"button", v.Primary.Label, "enabled", v.Primary.Enabled,
+					"button", v.Primary.Label, "enabled", v.Primary.Enabled, "problem", problem,
 					"width", e.Size.X, "height", e.Size.Y, "px_per_dp", e.Metric.PxPerDp)
 			}
 			for _, in := range intents {

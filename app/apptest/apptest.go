@@ -40,7 +40,10 @@ type Display struct {
 	Name string
 }
 
-// StartXvfb starts a virtual X display of 1024×800 pixels, letting Xvfb pick
+// ScreenSize is the virtual display's size in pixels.
+var ScreenSize = image.Pt(1024, 800)
+
+// StartXvfb starts a virtual X display of ScreenSize, letting Xvfb pick
 // a free display number, and stops it when the test ends.
 func StartXvfb(t testing.TB) *Display {
 	t.Helper()
@@ -49,7 +52,8 @@ func StartXvfb(t testing.TB) *Display {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("Xvfb", "-displayfd", "3", "-screen", "0", "1024x800x24", "-nolisten", "tcp", "-noreset")
+	cmd := exec.Command("Xvfb", "-displayfd", "3", "-screen", "0", fmt.Sprintf("%dx%dx24", ScreenSize.X, ScreenSize.Y),
+		"-nolisten", "tcp", "-noreset")
 	cmd.ExtraFiles = []*os.File{w}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -114,11 +118,13 @@ func (d *Display) FindWindow(t testing.TB, title string, timeout time.Duration) 
 	return id
 }
 
-// Click clicks the left mouse button at p, in the window's coordinates.
+// Click clicks the left mouse button at p, in the window's coordinates,
+// then moves the pointer to the window's top left corner, so the widget
+// clicked is not left hovered (which changes its colour).
 func (d *Display) Click(t testing.TB, window string, p image.Point) {
 	t.Helper()
 	if _, err := d.run("xdotool", "mousemove", "--window", window, strconv.Itoa(p.X), strconv.Itoa(p.Y),
-		"click", "1"); err != nil {
+		"click", "1", "mousemove", "--window", window, "2", "2"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"gioui.org/font"
 	"gioui.org/font/gofont"
+	"gioui.org/io/key"
 	"gioui.org/io/semantic"
 	"gioui.org/layout"
 	"gioui.org/op"
@@ -148,6 +149,11 @@ func (u *UI) update(gtx layout.Context, v viewmodel.View) []viewmodel.Intent {
 	}
 	if u.secondary.Clicked(gtx) && v.Secondary != nil && v.Secondary.Enabled {
 		out = append(out, v.Secondary.Intent)
+	}
+	if len(out) > 0 {
+		// A clicked button keeps the focus and looks darker: the big button's
+		// colour is the state's, so let go of the focus.
+		gtx.Execute(key.FocusCmd{})
 	}
 	if u.dismiss.Clicked(gtx) {
 		out = append(out, viewmodel.Intent{Kind: viewmodel.IntentDismiss})
