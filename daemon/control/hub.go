@@ -155,6 +155,7 @@ func cloneStatus(s api.Status) api.Status {
 	s.Settings = cloneSettings(s.Settings)
 	s.Traffic = cloneTraffic(s.Traffic)
 	s.Notices = slices.Clone(s.Notices)
+	s.Tickets = cloneTickets(s.Tickets)
 	if s.Caller != nil {
 		c := *s.Caller
 		s.Caller = &c

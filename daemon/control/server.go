@@ -11,10 +11,11 @@
 // Each accepted connection is identified once from the kernel: SO_PEERCRED
 // on Linux, LOCAL_PEERCRED on macOS, the pipe client's process token on
 // Windows (see PeerCred). Everyone who can open the socket (mode 0666; on
-// Windows every authenticated user) may read; connect, disconnect and PATCH
-// /v1/settings need the Authorizer's consent (by default a Policy: root, the
-// nymvpn group or the operator) and are otherwise refused with 403 forbidden
-// and a message saying how to get the right.
+// Windows every authenticated user) may read; connect, disconnect, PATCH
+// /v1/settings and the account's changes (POST and DELETE /v1/account, POST
+// /v1/account/import) need the Authorizer's consent (by default a Policy:
+// root, the nymvpn group or the operator) and are otherwise refused with 403
+// forbidden and a message saying how to get the right.
 //
 // # Browser protection
 //
@@ -43,6 +44,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"mime"
 	"net"
 	"net/http"
@@ -140,6 +142,7 @@ func New(cfg Config) (*Server, error) {
 			http.MethodPatch: {write: true, handle: s.patchSettings},
 		},
 	}
+	maps.Copy(s.routes, s.accountRoutes())
 	s.http = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -204,7 +207,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	methods, ok := s.routes[r.URL.Path]
 	if !ok {
 		s.fail(w, r, &api.APIError{Status: http.StatusNotFound, Code: api.CodeNotFound,
-			Message: fmt.Sprintf("no such path %q; the API's paths are /v1/status, /v1/events, /v1/connect, /v1/disconnect, /v1/gateways and /v1/settings", clip(r.URL.Path))})
+			Message: fmt.Sprintf("no such path %q; the API's paths are /v1/status, /v1/events, /v1/connect, /v1/disconnect, /v1/gateways, /v1/settings, /v1/account, /v1/account/import and /v1/tickets", clip(r.URL.Path))})
 		return
 	}
 	rt, ok := methods[r.Method]
@@ -568,6 +571,9 @@ func StatusForCode(code string) int {
 		return http.StatusConflict
 	case api.CodeNotSupported:
 		return http.StatusNotImplemented
+	}
+	if st, ok := accountStatus(code); ok {
+		return st
 	}
 	return http.StatusInternalServerError
 }
