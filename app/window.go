@@ -67,6 +67,7 @@ type shown struct {
 	headline, button string
 	enabled          bool
 	problem          string
+	gateways         bool
 	width, height    int
 	pxPerDp          float32
 	title            string
@@ -93,13 +94,14 @@ func (ws *windows) loop(w *gioapp.Window) {
 			return
 		case gioapp.FrameEvent:
 			gtx := gioapp.NewContext(&ops, e)
-			v, intents := u.Layout(gtx, ws.ctrl.Model())
+			m := ws.ctrl.Model()
+			v, intents := u.Layout(gtx, m)
 			e.Frame(gtx.Ops)
 			problem := ""
 			if v.Problem != nil {
 				problem = v.Problem.Title
 			}
-			now := shown{screen: v.Screen, headline: v.Status.Headline, button: v.Primary.Label, enabled: v.Primary.Enabled, problem: problem,
+			now := shown{screen: v.Screen, headline: v.Status.Headline, button: v.Primary.Label, enabled: v.Primary.Enabled, problem: problem, gateways: m.GatewaysLoaded,
 				width: e.Size.X, height: e.Size.Y, pxPerDp: e.Metric.PxPerDp, title: v.Title}
 			if now != last {
 				if now.title != last.title {
@@ -107,7 +109,7 @@ func (ws *windows) loop(w *gioapp.Window) {
 				}
 				last = now
 				ws.log.Info("window shows", "screen", v.Screen.String(), "headline", v.Status.Headline,
-					"button", v.Primary.Label, "enabled", v.Primary.Enabled, "problem", problem,
+					"button", v.Primary.Label, "enabled", v.Primary.Enabled, "problem", problem, "gateways", m.GatewaysLoaded,
 					"width", e.Size.X, "height", e.Size.Y, "px_per_dp", e.Metric.PxPerDp)
 			}
 			for _, in := range intents {

@@ -1,46 +1,19 @@
 package app
 
 import (
-	"context"
 	"fmt"
-	"image"
 	"image/color"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
-	"runtime"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	"gioui.org/unit"
 	"github.com/godbus/dbus/v5"
 
 	"github.com/nymvpn/nymvpn/app/apptest"
-	"github.com/nymvpn/nymvpn/app/ui"
 	"github.com/nymvpn/nymvpn/app/viewmodel"
 	"github.com/nymvpn/nymvpn/daemon/api"
 )
-
-// buildApp builds nymvpn-app into a temporary directory.
-func buildApp(t *testing.T) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(t.TempDir(), "nymvpn-app")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", bin, "./cmd/nymvpn-app")
-	cmd.Dir = ".." // the module root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/nymvpn-app: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // desktop fakes what a Linux desktop offers the app on the session bus: a
 // tray host (StatusNotifierWatcher) and a notification service.
@@ -240,54 +213,6 @@ func (ti trayItem) waitTooltip(t *testing.T, want string) {
 	})
 }
 
-// appWindow is the app's window as the log and the X server show it.
-type appWindow struct {
-	disp   *apptest.Display
-	log    *apptest.Log
-	id     string
-	size   image.Point
-	metric float32
-}
-
-var showsRe = regexp.MustCompile(`msg="window shows" screen=(\S+) headline="?([^"]*?)"? button="?([^"]*?)"? enabled=(\S+) problem="?([^"]*?)"? width=(\d+) height=(\d+) px_per_dp=(\S+)`)
-
-// waitShows waits until the window shows a frame whose log line matches
-// screen and headline (and problem, when set) after log offset from.
-func (w *appWindow) waitShows(t *testing.T, from int, screen, headline, problem string) int {
-	t.Helper()
-	re := regexp.MustCompile(`msg="window shows" screen=` + screen + ` headline="?` + regexp.QuoteMeta(headline) + `"? [^\n]*problem="?` + regexp.QuoteMeta(problem) + `"? width`)
-	w.log.WaitFor(t, from, re, waitTimeout)
-	all := showsRe.FindAllStringSubmatch(w.log.String(), -1)
-	last := all[len(all)-1]
-	x, _ := strconv.Atoi(last[6])
-	y, _ := strconv.Atoi(last[7])
-	f, _ := strconv.ParseFloat(last[8], 32)
-	w.size, w.metric = image.Pt(x, y), float32(f)
-	return w.log.Len()
-}
-
-func (w *appWindow) primary() image.Rectangle {
-	return ui.PrimaryButton(w.size, metric(w.metric))
-}
-
-// checkButton checks in a screenshot that the big button has colour c, and
-// returns the screenshot.
-func (w *appWindow) checkButton(t *testing.T, c color.NRGBA) image.Image {
-	t.Helper()
-	var img image.Image
-	b := w.primary()
-	apptest.Poll(t, waitTimeout, fmt.Sprintf("the big button in %v", c), func() error {
-		shot := w.disp.Screenshot(t, w.id)
-		img = shot
-		got := shot.RGBAAt(b.Min.X+int(30*w.metric), b.Min.Y+b.Dy()/2)
-		if !near(got.R, c.R) || !near(got.G, c.G) || !near(got.B, c.B) {
-			return fmt.Errorf("it is %v", got)
-		}
-		return nil
-	})
-	return img
-}
-
 // TestAppUnderXvfb runs the nymvpn-app binary on a virtual display against
 // a fake daemon, with a fake desktop's tray host and notification service on
 // a private session bus: clicks in the window and in the tray menu, what the
@@ -302,32 +227,13 @@ func TestAppUnderXvfb(t *testing.T) {
 	desk := startDesktop(t, bus)
 	d := newFakeDaemon(t)
 	d.start(t, nil)
-	bin := buildApp(t)
+	bin := apptest.BuildApp(t, "..")
+	a := apptest.StartApp(t, disp, bin, []string{"DBUS_SESSION_BUS_ADDRESS=" + bus}, "--socket", d.path, "--log-level", "debug")
+	log, exited := a.Log, a.Exited
 
-	log := apptest.NewLog()
-	cmd := exec.Command(bin, "--socket", d.path, "--log-level", "debug")
-	cmd.Env = append(os.Environ(), "DISPLAY="+disp.Name, "DBUS_SESSION_BUS_ADDRESS="+bus)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var exitErr error
-	go func() {
-		exitErr = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("nymvpn-app's log:\n%s", log.String())
-		}
-	})
-
-	w := &appWindow{disp: disp, log: log}
-	at := w.waitShows(t, 0, "main", "Not connected", "")
-	w.id = disp.FindWindow(t, "^NymVPN", waitTimeout)
+	w := &apptest.Window{Display: disp, Log: log}
+	at := w.WaitShows(t, 0, "main", "Not connected", "")
+	w.ID = disp.FindWindow(t, "^NymVPN", waitTimeout)
 	log.WaitFor(t, 0, regexp.MustCompile(`msg="tray icon up"`), waitTimeout)
 	var ti trayItem
 	select {
@@ -349,17 +255,17 @@ func TestAppUnderXvfb(t *testing.T) {
 	if !menu["Fast mode"].checked || menu["Mixnet mode"].checked || !menu["Connect"].enabled {
 		t.Errorf("tray menu %+v", menu)
 	}
-	w.checkButton(t, viewmodel.Green)
+	w.CheckButton(t, viewmodel.Green)
 
 	// Click Connect; hold the daemon in a stage to see the progress.
 	release := d.b.holdConnects()
-	disp.Click(t, w.id, center(w.primary()))
-	at = w.waitShows(t, at, "main", "Connecting…", "")
-	w.checkButton(t, viewmodel.Amber)
+	w.Click(t, w.Primary())
+	at = w.WaitShows(t, at, "main", "Connecting…", "")
+	w.CheckButton(t, viewmodel.Amber)
 	ti.waitTooltip(t, "NymVPN: Connecting")
 	release()
-	at = w.waitShows(t, at, "main", "Connected", "")
-	w.checkButton(t, viewmodel.Red)
+	at = w.WaitShows(t, at, "main", "Connected", "")
+	w.CheckButton(t, viewmodel.Red)
 	notes := desk.waitNote(t, 0, "Connected")
 	ti.waitTooltip(t, "NymVPN: Connected through Germany and Switzerland")
 	if c := ti.iconColor(t); c != viewmodel.Green {
@@ -369,38 +275,38 @@ func TestAppUnderXvfb(t *testing.T) {
 	// Mixnet from the tray menu: the daemon refuses; plain words in the
 	// window and a notification.
 	ti.click(t, "Mixnet mode")
-	at = w.waitShows(t, at, "main", "Connected", "Mixnet mode isn't available yet")
+	at = w.WaitShows(t, at, "main", "Connected", "Mixnet mode isn't available yet")
 	notes = desk.waitNote(t, notes, "Mixnet mode isn't available yet")
 
 	// Disconnect with the window's button.
-	disp.Click(t, w.id, center(w.primary()))
-	at = w.waitShows(t, at, "main", "Not connected", "")
+	w.Click(t, w.Primary())
+	at = w.WaitShows(t, at, "main", "Not connected", "")
 	notes = desk.waitNote(t, notes, "Disconnected")
-	w.checkButton(t, viewmodel.Green)
+	w.CheckButton(t, viewmodel.Green)
 
 	// The settings page and back.
-	disp.Click(t, w.id, center(ui.HeaderButton(w.size, metric(w.metric))))
-	at = w.waitShows(t, at, "settings", "Not connected", "")
-	disp.Click(t, w.id, center(ui.HeaderButton(w.size, metric(w.metric))))
-	at = w.waitShows(t, at, "main", "Not connected", "")
+	w.Click(t, w.Header())
+	at = w.WaitShows(t, at, "settings", "Not connected", "")
+	w.Click(t, w.Header())
+	at = w.WaitShows(t, at, "main", "Not connected", "")
 
 	// The daemon goes away: the not-running screen, a notification, the
 	// tray says so; it comes back: the app recovers by itself.
 	d.stop(t)
-	at = w.waitShows(t, at, "daemon", "The VPN service isn't running", "")
-	w.checkButton(t, viewmodel.Blue)
+	at = w.WaitShows(t, at, "daemon", "The VPN service isn't running", "")
+	w.CheckButton(t, viewmodel.Blue)
 	notes = desk.waitNote(t, notes, "The VPN service isn't running")
 	ti.waitTooltip(t, "NymVPN: The VPN service isn't running")
 	d.start(t, nil)
-	at = w.waitShows(t, at, "main", "Not connected", "")
+	at = w.WaitShows(t, at, "main", "Not connected", "")
 
 	// Closing the window keeps the app in the tray; Show window opens it.
-	disp.CloseWindow(t, w.id)
+	disp.CloseWindow(t, w.ID)
 	log.WaitFor(t, at, regexp.MustCompile(`msg="window closed; still in the tray"`), waitTimeout)
 	at = log.Len()
 	select {
 	case <-exited:
-		t.Fatalf("the app exited when its window closed: %v", exitErr)
+		t.Fatalf("the app exited when its window closed: %v", a.Err)
 	default:
 	}
 	ti.click(t, "Connect") // the tray works without the window
@@ -412,16 +318,16 @@ func TestAppUnderXvfb(t *testing.T) {
 	})
 	ti.waitTooltip(t, "NymVPN: Connected through Germany and Switzerland")
 	ti.click(t, "Show window")
-	at = w.waitShows(t, at, "main", "Connected", "")
-	w.id = disp.FindWindow(t, "^NymVPN", waitTimeout)
-	w.checkButton(t, viewmodel.Red)
+	at = w.WaitShows(t, at, "main", "Connected", "")
+	w.ID = disp.FindWindow(t, "^NymVPN", waitTimeout)
+	w.CheckButton(t, viewmodel.Red)
 
 	// Quit from the tray: the process ends cleanly; the VPN stays as it is.
 	ti.click(t, "Quit")
 	select {
 	case <-exited:
-		if exitErr != nil {
-			t.Errorf("nymvpn-app exited with %v", exitErr)
+		if a.Err != nil {
+			t.Errorf("nymvpn-app exited with %v", a.Err)
 		}
 	case <-time.After(waitTimeout):
 		t.Fatal("the app did not quit")
@@ -430,7 +336,3 @@ func TestAppUnderXvfb(t *testing.T) {
 		t.Errorf("quitting the app changed the VPN: %s", st)
 	}
 }
-
-func center(r image.Rectangle) image.Point { return r.Min.Add(r.Max).Div(2) }
-
-func metric(pxPerDp float32) unit.Metric { return unit.Metric{PxPerDp: pxPerDp, PxPerSp: pxPerDp} }
