@@ -18,7 +18,6 @@ import (
 	"github.com/nymvpn/nymvpn/modes"
 	"github.com/nymvpn/nymvpn/modes/fast"
 	"github.com/nymvpn/nymvpn/node/directory"
-	"github.com/nymvpn/nymvpn/registration"
 	"golang.zx2c4.com/wireguard/tun"
 )
 
@@ -34,6 +33,7 @@ type fastConnector struct {
 	cfg         Config
 	log         *slog.Logger
 	directories *topologyCache
+	accounts    *accounts // pays the gateways (account.go)
 }
 
 func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tunnelstate.Progress, allow tunnelstate.Allow) (tunnelstate.Tunnel, error) {
@@ -72,6 +72,10 @@ func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tu
 	if err := allow(ctx, entryEPs...); err != nil {
 		return nil, err
 	}
+	pay, err := c.accounts.pay(ctx, topo, func() { progress(StageTickets, &eg, &xg) }, allow)
+	if err != nil {
+		return nil, err
+	}
 	progress(StageTUN, &eg, &xg)
 	dev, err := tun.CreateTUN(c.cfg.Interface, fast.ExitMTU)
 	if err != nil {
@@ -89,6 +93,9 @@ func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tu
 		AllowEntry: func(ctx context.Context, ep netip.AddrPort) error {
 			return allow(ctx, tunnelstate.Endpoint{Proto: "udp", Addr: ep})
 		},
+		Ticket:        pay.ticket,
+		MeterInterval: meterInterval,
+		OnTopUp:       pay.onTopUp,
 		FwMark:        c.cfg.FwMark,
 		AllowLoopback: loopback,
 		Progress:      func(st fast.Stage) { progress(string(st), &eg, &xg) },
@@ -99,9 +106,8 @@ func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tu
 		// took it: close it here in the latter case (a double close is
 		// harmless for wireguard-go's TUN).
 		dev.Close()
-		var rerr *registration.Error
-		if errors.As(err, &rerr) && rerr.Code == registration.CodePaymentRequired {
-			return nil, tunnelstate.Permanent(api.CodeUnavailable, fmt.Errorf("gateway wants payment: %w", err))
+		if perr := pay.classify(err); perr != nil {
+			return nil, perr
 		}
 		return nil, err
 	}
@@ -120,7 +126,7 @@ func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tu
 			info.IPv6 = true
 		}
 	}
-	return &fastTunnel{t: t, info: info, started: time.Now()}, nil
+	return &fastTunnel{t: t, info: info, started: time.Now(), pay: pay}, nil
 }
 
 // fastTunnel adapts fast.Tunnel to the state machine.
@@ -128,6 +134,7 @@ type fastTunnel struct {
 	t       *fast.Tunnel
 	info    tunnelstate.Info
 	started time.Time
+	pay     *payment
 }
 
 func (f *fastTunnel) Info() tunnelstate.Info { return f.info }
@@ -149,6 +156,9 @@ func (f *fastTunnel) Traffic() api.Traffic {
 const StaleHandshake = 3*time.Minute + 30*time.Second
 
 func (f *fastTunnel) Check(now time.Time) error {
+	if err := f.pay.check(f.t); err != nil {
+		return err
+	}
 	st := f.t.Stats()
 	for _, h := range []struct {
 		name string

@@ -133,15 +133,21 @@ func Run(ctx context.Context, cfg Config) error {
 			fw = &killSwitch{fw: pfw, mark: cfg.FwMark}
 		}
 	}
+	d.accounts = openAccounts(cfg.StateDir, cfg.FwMark, func() string { return d.currentSettings().DirectoryURL }, log.With("part", "wallet"))
+	if d.accounts.openErr != nil {
+		d.notices = append(d.notices, "the wallet cannot be opened: "+d.accounts.openErr.Error())
+	}
+	tickets := d.accounts.snapshot()
 	d.hub = control.NewHub(api.Status{
 		State: api.State{Kind: api.Disconnected}, Target: targetName, Settings: s,
 		Daemon:  api.DaemonInfo{Version: version.String(), PID: os.Getpid()},
-		Notices: d.notices,
+		Notices: d.notices, Tickets: &tickets,
 	})
-	d.connector = &fastConnector{cfg: cfg, log: log.With("part", "fast"), directories: newTopologyCache(cfg.FwMark)}
+	d.accounts.hub = d.hub
+	d.connector = &fastConnector{cfg: cfg, log: log.With("part", "fast"), directories: newTopologyCache(cfg.FwMark), accounts: d.accounts}
 	d.machine = tunnelstate.New(tunnelstate.Config{
 		Connector: d.connector,
-		System:    &systemAdapter{sys: sys, cfg: cfg},
+		System:    &systemAdapter{sys: sys, cfg: cfg, routed: d.accounts.routed},
 		Target:    &publishedTarget{store: target, hub: d.hub},
 		Settings:  d.currentSettings,
 		OnState:   d.hub.SetState,
@@ -167,6 +173,8 @@ func Run(ctx context.Context, cfg Config) error {
 	var wg sync.WaitGroup
 	machineDone := make(chan error, 1)
 	wg.Go(func() { machineDone <- d.machine.Run(ctx) })
+	d.accounts.tunnelState = d.machine.State
+	wg.Go(func() { d.accounts.run(ctx) })
 	serveDone := make(chan error, 1)
 	wg.Go(func() { serveDone <- srv.Serve(ln) })
 	wg.Go(func() {
@@ -231,6 +239,7 @@ type daemon struct {
 	hub          *control.Hub
 	machine      *tunnelstate.Machine
 	connector    *fastConnector
+	accounts     *accounts // the wallet: account and tickets
 	settingsPath string
 	notices      []string
 
@@ -424,13 +433,24 @@ func (p *publishedTarget) Save(connect bool) error {
 type systemAdapter struct {
 	sys *platform.System
 	cfg Config
+	// routed, if set, is told whether the tunnel carries the traffic.
+	routed func(up bool)
 }
 
 func (a *systemAdapter) Up(ctx context.Context, info tunnelstate.Info) error {
-	return a.sys.Up(ctx, platform.NetConfig{
+	err := a.sys.Up(ctx, platform.NetConfig{
 		Interface: info.Interface, MTU: info.MTU, Addresses: info.Addresses, DNS: info.DNS,
 		FwMark: a.cfg.FwMark, Table: a.cfg.Table, IPv6: info.IPv6,
 	})
+	if err == nil && a.routed != nil {
+		a.routed(true)
+	}
+	return err
 }
 
-func (a *systemAdapter) Down(ctx context.Context) error { return a.sys.Down(ctx) }
+func (a *systemAdapter) Down(ctx context.Context) error {
+	if a.routed != nil {
+		a.routed(false)
+	}
+	return a.sys.Down(ctx)
+}

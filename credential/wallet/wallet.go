@@ -76,6 +76,8 @@ type Wallet struct {
 	groupAt time.Time
 	fetch   map[credential.TicketType]*fetchCall
 	kick    chan struct{}
+	// lastErr is the last failed fetch, nil after a success.
+	lastErr error
 }
 
 type book struct {
@@ -289,7 +291,7 @@ func (w *Wallet) ForgetAccount() error {
 	if err := os.Remove(filepath.Join(w.cfg.Dir, "account")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, err)
 	}
-	w.account, w.books = nil, nil
+	w.account, w.books, w.lastErr = nil, nil, nil
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("wallet: forget account: %w", err)
 	}
@@ -455,6 +457,28 @@ func (w *Wallet) wantRefill(typ credential.TicketType) {
 	}
 }
 
+// Fetching returns the types whose book is being fetched now, in the
+// order of the ticket types.
+func (w *Wallet) Fetching() []credential.TicketType {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []credential.TicketType
+	for typ := range w.fetch {
+		out = append(out, typ)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// LastRefillError is why the last fetch of a book (by Run, Refill or
+// Ticket) failed, or nil if it succeeded or none was made. A fetch
+// abandoned because its context ended is not recorded.
+func (w *Wallet) LastRefillError() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastErr
+}
+
 // Run keeps the Keep types (and every type used since) above RefillBelow
 // until ctx ends: at start, after spends that leave few tickets, and every
 // minute. Failures are logged and retried.
@@ -512,6 +536,9 @@ func (w *Wallet) Refill(ctx context.Context, typ credential.TicketType) error {
 	c.err = w.refill(ctx, acct, typ)
 	w.mu.Lock()
 	delete(w.fetch, typ)
+	if c.err == nil || (ctx.Err() == nil && !errors.Is(c.err, ErrNoAccount)) {
+		w.lastErr = c.err
+	}
 	w.mu.Unlock()
 	close(c.done)
 	return c.err
@@ -560,13 +587,21 @@ func (w *Wallet) refill(ctx context.Context, acct *Account, typ credential.Ticke
 	}
 	raw, _ := b.MarshalBinary()
 	bpath := filepath.Join(w.booksDir(), fmt.Sprintf("%s-%d-%s.book", typ, b.Expiry(), hex.EncodeToString(pf.ID[:8])))
+	// The account may have been forgotten (or replaced) while the issuers
+	// answered: then the book is not kept.
+	w.mu.Lock()
+	if w.account != acct {
+		w.mu.Unlock()
+		os.Remove(path)
+		return ErrNoAccount
+	}
 	if err := writeFileAtomic(bpath, raw); err != nil {
+		w.mu.Unlock()
 		return err
 	}
-	os.Remove(path)
-	w.mu.Lock()
 	w.books = append(w.books, &book{path: bpath, b: b})
 	w.mu.Unlock()
+	os.Remove(path)
 	w.log.Info("wallet: ticketbook fetched", "type", typ, "tickets", b.Len(), "expires", b.Expiry().End().UTC().Format(time.RFC3339))
 	return nil
 }
