@@ -122,6 +122,22 @@ func waitState(t *testing.T, d *daemonNet, kind api.StateKind, check func(api.St
 	return st.State
 }
 
+// newLeakNet is the daemon network with the client behind a home router
+// (a default route via the entry host), so a leak would get out; it returns
+// the client's outer link.
+func newLeakNet(t *testing.T) (*daemonNet, string) {
+	t.Helper()
+	netnstest.RequireRoot(t)
+	requireTUN(t)
+	if testing.Short() {
+		t.Skip("builds the binaries and a network of namespaces; skipped in -short")
+	}
+	d := newDaemonNet(t)
+	d.client.DefaultRoute(t, entryAddrC.Addr())
+	link := strings.Fields(d.client.MustRun(t, "ip", "-o", "-4", "addr", "show", "to", clientAddr.Addr().String()))[1]
+	return d, link
+}
+
 // TestKillSwitchNoLeaks holds the daemon in each state the kill switch must
 // cover and probes by TCP, UDP, ICMP and DNS to the internet host and the
 // LAN, with a capture on the client's only outer link: no packet may show
@@ -130,16 +146,8 @@ func waitState(t *testing.T, d *daemonNet, kind api.StateKind, check func(api.St
 // route via the entry host, as behind a home router, so a leak would get
 // out.
 func TestKillSwitchNoLeaks(t *testing.T) {
-	netnstest.RequireRoot(t)
-	requireTUN(t)
-	if testing.Short() {
-		t.Skip("builds the binaries and a network of namespaces; skipped in -short")
-	}
-	d := newDaemonNet(t)
-	client := d.client
-	client.DefaultRoute(t, entryAddrC.Addr())
-	link := strings.Fields(client.MustRun(t, "ip", "-o", "-4", "addr", "show", "to", clientAddr.Addr().String()))[1]
-	nymvpn := d.mustNymvpn(t)
+	d, link := newLeakNet(t)
+	client, nymvpn := d.client, d.mustNymvpn(t)
 	dirEP := "tcp/" + entryAddrC.Addr().String() + ":" + directoryPort
 	regEP := "tcp/" + entryAddrC.Addr().String() + ":51821"
 	wgEP := "udp/" + entryAddrC.Addr().String() + ":51822"
@@ -269,16 +277,8 @@ func TestKillSwitchNoLeaks(t *testing.T) {
 // TestNetworkChangeReconnects moves the client to a new outer address while
 // connected: the tunnel comes back by itself, and nothing leaks meanwhile.
 func TestNetworkChangeReconnects(t *testing.T) {
-	netnstest.RequireRoot(t)
-	requireTUN(t)
-	if testing.Short() {
-		t.Skip("builds the binaries and a network of namespaces; skipped in -short")
-	}
-	d := newDaemonNet(t)
-	client := d.client
-	client.DefaultRoute(t, entryAddrC.Addr())
-	link := strings.Fields(client.MustRun(t, "ip", "-o", "-4", "addr", "show", "to", clientAddr.Addr().String()))[1]
-	nymvpn := d.mustNymvpn(t)
+	d, link := newLeakNet(t)
+	client, nymvpn := d.client, d.mustNymvpn(t)
 	d.startDaemon(t, "nymvpnd")
 	nymvpn("connect", "--entry", "gw-entry", "--exit", "gw-exit", "--wait", "--timeout", "2m")
 	first := status(t, nymvpn).State.Since
