@@ -38,13 +38,19 @@ func (t *Tunnel) healthLoop() {
 		t.mu.Lock()
 		t.queuePing(now)
 		repairExit, repairEntry := t.judge(now)
-		if repairExit {
-			t.log.Info("the exit gateway does not answer through the mixnet; opening the session again", "exit", t.Exit.ID)
-			t.stats.reopens.Add(1)
-			t.queueOpen(true)
-		}
 		t.prune(now)
 		t.mu.Unlock()
+		if repairExit {
+			// The exit may have restarted with new keys: route with a
+			// fresh directory, then open the session again.
+			t.log.Info("the exit gateway does not answer through the mixnet; opening the session again", "exit", t.Exit.ID)
+			t.refresh()
+			lastRefresh = now
+			t.mu.Lock()
+			t.stats.reopens.Add(1)
+			t.queueOpen(true)
+			t.mu.Unlock()
+		}
 		if repairEntry {
 			if c := t.conn.Load(); c != nil {
 				t.log.Info("nothing comes back through the mixnet; reconnecting to the entry gateway", "gateway", t.Entry.ID)

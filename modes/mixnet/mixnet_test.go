@@ -1,7 +1,9 @@
 package mixnet_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -168,4 +170,178 @@ func TestMixnetPath(t *testing.T) {
 	if r.Sessions != 1 || r.Opened != 1 || r.Acks == 0 || r.Replies == 0 || r.IPIn == 0 {
 		t.Errorf("router stats %+v", r)
 	}
+}
+
+// bulkServer answers /N with N bytes.
+func bulkServer(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			n, _ := io.Copy(io.Discard, r.Body)
+			fmt.Fprint(w, n)
+			return
+		}
+		var n int
+		fmt.Sscanf(r.URL.Path, "/%d", &n)
+		w.Write(bytes.Repeat([]byte("m"), n))
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+func download(t testing.TB, c *http.Client, base string, n int) {
+	t.Helper()
+	body := get(t, c, fmt.Sprintf("%s/%d", base, n))
+	if len(body) != n || strings.Trim(body, "m") != "" {
+		t.Fatalf("downloaded %d bytes, want %d", len(body), n)
+	}
+}
+
+// TestFragmentLossAndRetransmission stops a mix of layer 2 while an upload
+// runs: every packet routed through it is lost, and every ack; the client
+// sends those fragments again over other routes until they are acked, so
+// the upload completes. (Replies through it are lost too; TCP recovers
+// those end to end.)
+func TestFragmentLossAndRetransmission(t *testing.T) {
+	n := startNet(t, nil)
+	tun := connect(t, n, func(c *mixnet.Config) { c.RetransmitBase = 200 * time.Millisecond })
+	c := httpClient(tun)
+	base := bulkServer(t)
+	download(t, c, base, 10_000)
+	if r := n.IPRouters["exit-ch-1"].Stats(); r.Messages >= r.Fragments {
+		t.Errorf("router put %d messages together from %d fragments; the Open with its SURBs spans several", r.Messages, r.Fragments)
+	}
+	layer2 := n.Directory.Topology().Layer(2)
+	if len(layer2) < 2 {
+		t.Fatalf("layer 2 has %d mixes", len(layer2))
+	}
+	dead := layer2[0].ID
+	if err := n.Mixnodes[dead].Close(); err != nil {
+		t.Fatal(err)
+	}
+	before, rbefore := tun.Stats(), n.IPRouters["exit-ch-1"].Stats()
+	const size = 100_000
+	resp, err := c.Post(base+"/upload", "application/octet-stream", bytes.NewReader(bytes.Repeat([]byte("u"), size)))
+	if err != nil {
+		t.Fatalf("upload with a dead mix: %v", err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != fmt.Sprint(size) {
+		t.Fatalf("the server got %q bytes, want %d", got, size)
+	}
+	st, r := tun.Stats(), n.IPRouters["exit-ch-1"].Stats()
+	t.Logf("with mix %s down: %d fragments sent, %d retransmissions, %d lost, %d acked; the exit saw %d fragments, %d duplicates",
+		dead, st.Real-before.Real, st.Retransmissions-before.Retransmissions, st.Lost-before.Lost, st.Acked-before.Acked,
+		r.Fragments-rbefore.Fragments, r.Duplicates-rbefore.Duplicates)
+	if st.Retransmissions == before.Retransmissions {
+		t.Errorf("no retransmission with a dead mix in layer 2")
+	}
+}
+
+// TestSURBExhaustionAndRefill keeps few SURBs at the exit: a download uses
+// them faster than the client sends more, the exit holds the packets and
+// asks (NeedSURBs), the client answers, and everything arrives.
+func TestSURBExhaustionAndRefill(t *testing.T) {
+	n := startNet(t, nil)
+	p := testProfile
+	p.SURBs = 8
+	tun := connect(t, n, func(c *mixnet.Config) { c.Profile = p })
+	download(t, httpClient(tun), bulkServer(t), 200_000)
+	st, r := tun.Stats(), n.IPRouters["exit-ch-1"].Stats()
+	t.Logf("client: %d SURBs sent, %d used, %d requests; router: %d held, %d requests, %d SURBs in", st.SURBsSent, st.SURBsUsed, st.NeedSURBs, r.Held, r.NeedSURBs, r.SURBsIn)
+	if r.Held == 0 || r.NeedSURBs == 0 || st.NeedSURBs == 0 {
+		t.Errorf("the exit never ran short of SURBs (held %d, asked %d, client heard %d)", r.Held, r.NeedSURBs, st.NeedSURBs)
+	}
+	if st.SURBsUsed < 100 {
+		t.Errorf("only %d SURBs used for 200 kB", st.SURBsUsed)
+	}
+}
+
+// TestExitPolicyRefusals: the exit's policy holds for mixnet clients: no
+// link-local destination, no other client of the router (IPv4 or IPv6);
+// allowed flows still work. (The rest of the policy: node/gateway's
+// TestExitDevice.)
+func TestExitPolicyRefusals(t *testing.T) {
+	n := startNet(t, nil)
+	tun := connect(t, n, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, dst := range []string{"169.254.169.254:80", "10.0.0.77:80", "[fc00::77]:80"} {
+		dctx, dcancel := context.WithTimeout(ctx, 20*time.Second)
+		c, err := tun.Net.DialContext(dctx, "tcp", dst)
+		dcancel()
+		if err == nil {
+			c.Close()
+			t.Errorf("TCP to %s through the exit succeeded; the exit policy must refuse it", dst)
+		}
+	}
+	r := n.IPRouters["exit-ch-1"].Stats()
+	if r.Device.Refused < 3 {
+		t.Errorf("the exit device refused %d flows, want 3", r.Device.Refused)
+	}
+	get(t, httpClient(tun), n.WebURL)
+}
+
+// TestGatewayRestarts restarts the entry gateway, then the exit gateway,
+// while a tunnel is up: the client connects again, the exit session is
+// opened again with the same addresses, and traffic flows each time
+// without the caller doing anything.
+func TestGatewayRestarts(t *testing.T) {
+	n := startNet(t, nil)
+	tun := connect(t, n, nil)
+	c := httpClient(tun)
+	addrs := tun.Addresses()
+	get(t, c, n.WebURL)
+
+	if err := n.RestartGateway("entry-de-1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the client to reconnect to the restarted entry", func() bool { return tun.Stats().Reconnects >= 1 })
+	getEventually(t, c, n.WebURL)
+
+	if err := n.RestartGateway("exit-ch-1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the client to reopen its session at the restarted exit", func() bool {
+		return n.IPRouters["exit-ch-1"].Stats().Opened >= 1
+	})
+	getEventually(t, c, n.WebURL)
+	if got := tun.Addresses(); got[0] != addrs[0] || got[1] != addrs[1] {
+		t.Errorf("addresses %v after the exit restarted, want %v", got, addrs)
+	}
+	if err := tun.Check(time.Now()); err != nil {
+		t.Errorf("Check after recovery: %v", err)
+	}
+	st := tun.Stats()
+	t.Logf("reconnects %d, reopens %d, retransmissions %d, lost %d", st.Reconnects, st.Reopens, st.Retransmissions, st.Lost)
+}
+
+// getEventually retries a GET (new connections) until one succeeds: the
+// flows of a restarted gateway are gone.
+func getEventually(t testing.TB, c *http.Client, url string) {
+	t.Helper()
+	var last error
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := c.Do(req)
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		cancel()
+		if err == nil {
+			return
+		}
+		last = err
+		t.Logf("GET %s: %v", url, err)
+	}
+	t.Fatalf("GET %s never worked again: %v", url, last)
 }

@@ -158,7 +158,10 @@ func (t *Tunnel) pick(now time.Time) (*fragment, *plan) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := &t.st
-	for len(s.retx) > 0 && !s.retx[0].due.After(now) {
+	// An Open goes first: it is how the tunnel repairs itself, and the
+	// retransmissions of a broken path must not starve it.
+	opening := len(s.control) > 0 && s.control[0].open
+	for !opening && len(s.retx) > 0 && !s.retx[0].due.After(now) {
 		fr := heap.Pop(&s.retx).(*fragment)
 		if fr.sends > t.cfg.MaxRetransmits {
 			t.giveUp(fr)
@@ -172,7 +175,7 @@ func (t *Tunnel) pick(now time.Time) (*fragment, *plan) {
 		}
 		return fr, nil
 	}
-	if len(s.pending) > 0 {
+	if !opening && len(s.pending) > 0 {
 		fr := s.pending[0]
 		s.pending[0] = nil
 		s.pending = s.pending[1:]

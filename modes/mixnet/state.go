@@ -129,11 +129,12 @@ func (s *state) addSURBs(es map[sphinx.SURBID]*surbEntry, target int) {
 	}
 }
 
-// resetSURBs forgets every SURB (the exit is told to drop them too).
+// resetSURBs starts counting the exit's SURBs from zero: it is told to drop
+// them. Their keys stay: a message sent before the reset and retransmitted
+// may still bring SURBs the exit keeps and uses; SURBs that never come back
+// are pruned with the oldest.
 func (s *state) resetSURBs() {
-	s.surbs = map[sphinx.SURBID]*surbEntry{}
-	s.surbOrder = nil
-	s.exitReported, s.sentSince, s.needed = -1, 0, 0
+	s.exitReported, s.sentSince, s.needed = 0, 0, 0
 }
 
 // fragHeap orders fragments in flight by their retransmission deadline.

@@ -182,7 +182,6 @@ func Start(ctx context.Context, cfg Config) (n *Network, err error) {
 		cfg.Dir = n.tempDir
 	}
 	n.Dir = cfg.Dir
-	n.cfg = cfg
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -214,6 +213,7 @@ func Start(ctx context.Context, cfg Config) (n *Network, err error) {
 	if err := n.startWeb(cfg.Host); err != nil {
 		return n, err
 	}
+	n.cfg = cfg // for RestartGateway: with the DNS upstream
 	addr := cfg.Host
 	if err := n.startIssuers(cfg, &addr); err != nil {
 		return n, err
