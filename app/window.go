@@ -68,6 +68,7 @@ type shown struct {
 	enabled          bool
 	problem          string
 	gateways         bool
+	traffic          bool
 	width, height    int
 	pxPerDp          float32
 	title            string
@@ -101,7 +102,7 @@ func (ws *windows) loop(w *gioapp.Window) {
 			if v.Problem != nil {
 				problem = v.Problem.Title
 			}
-			now := shown{screen: v.Screen, headline: v.Status.Headline, button: v.Primary.Label, enabled: v.Primary.Enabled, problem: problem, gateways: m.GatewaysLoaded,
+			now := shown{screen: v.Screen, headline: v.Status.Headline, button: v.Primary.Label, enabled: v.Primary.Enabled, problem: problem, gateways: m.GatewaysLoaded, traffic: m.Status.Traffic != nil,
 				width: e.Size.X, height: e.Size.Y, pxPerDp: e.Metric.PxPerDp, title: v.Title}
 			if now != last {
 				if now.title != last.title {
@@ -109,7 +110,7 @@ func (ws *windows) loop(w *gioapp.Window) {
 				}
 				last = now
 				ws.log.Info("window shows", "screen", v.Screen.String(), "headline", v.Status.Headline,
-					"button", v.Primary.Label, "enabled", v.Primary.Enabled, "problem", problem, "gateways", m.GatewaysLoaded,
+					"button", v.Primary.Label, "enabled", v.Primary.Enabled, "problem", problem, "gateways", m.GatewaysLoaded, "traffic", m.Status.Traffic != nil,
 					"width", e.Size.X, "height", e.Size.Y, "px_per_dp", e.Metric.PxPerDp)
 			}
 			for _, in := range intents {

@@ -135,12 +135,16 @@ func (w *Window) CheckButton(t testing.TB, c color.NRGBA) image.Image {
 	t.Helper()
 	var img image.Image
 	b := w.Primary()
+	// Left of the label, and above it in the middle, where a click's ripple
+	// shows until it has faded.
+	points := []image.Point{{b.Min.X + w.Metric.Dp(30), b.Min.Y + b.Dy()/2}, {(b.Min.X + b.Max.X) / 2, b.Min.Y + w.Metric.Dp(4)}}
 	Poll(t, WaitTimeout, fmt.Sprintf("the big button in %v", c), func() error {
 		shot := w.Display.Screenshot(t, w.ID)
 		img = shot
-		got := shot.RGBAAt(b.Min.X+w.Metric.Dp(30), b.Min.Y+b.Dy()/2)
-		if !Near(got, c) {
-			return fmt.Errorf("it is %v", got)
+		for _, p := range points {
+			if got := shot.RGBAAt(p.X, p.Y); !Near(got, c) {
+				return fmt.Errorf("it is %v at %v", got, p)
+			}
 		}
 		return nil
 	})

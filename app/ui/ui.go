@@ -150,13 +150,10 @@ func (u *UI) update(gtx layout.Context, v viewmodel.View) []viewmodel.Intent {
 	if u.secondary.Clicked(gtx) && v.Secondary != nil && v.Secondary.Enabled {
 		out = append(out, v.Secondary.Intent)
 	}
-	if len(out) > 0 {
-		// A clicked button keeps the focus and looks darker: the big button's
-		// colour is the state's, so let go of the focus.
-		gtx.Execute(key.FocusCmd{})
-	}
+	clicked := len(out) > 0
 	if u.dismiss.Clicked(gtx) {
 		out = append(out, viewmodel.Intent{Kind: viewmodel.IntentDismiss})
+		clicked = true
 	}
 	if u.header.Clicked(gtx) {
 		switch {
@@ -165,6 +162,12 @@ func (u *UI) update(gtx layout.Context, v viewmodel.View) []viewmodel.Intent {
 		case v.CanOpenSettings:
 			u.Page = viewmodel.PageSettings
 		}
+		clicked = true
+	}
+	if clicked {
+		// A clicked button keeps the focus and looks darker; the big button's
+		// colour is the state's, so let go of the focus.
+		gtx.Execute(key.FocusCmd{})
 	}
 	if u.mode.Update(gtx) && v.Mode.Enabled {
 		out = append(out, viewmodel.Intent{Kind: viewmodel.IntentMode, Value: u.mode.Value})
@@ -264,11 +267,19 @@ func (u *UI) layoutHeader(gtx layout.Context, v viewmodel.View) layout.Dimension
 		r := HeaderButton(size, gtx.Metric)
 		defer op.Offset(r.Min).Push(gtx.Ops).Pop()
 		gtx.Constraints = layout.Exact(r.Size())
-		b := material.Button(u.th, &u.header, label)
-		b.Background, b.Color = line, ink
-		b.Layout(gtx)
+		u.flatButton(gtx, &u.header, label)
 	}
 	return layout.Dimensions{Size: size}
+}
+
+// flatButton is a button without hover, focus or ripple looks: it keeps
+// its colour whatever the pointer did, as screenshots should.
+func (u *UI) flatButton(gtx layout.Context, c *widget.Clickable, label string) layout.Dimensions {
+	return c.Layout(gtx, func(gtx layout.Context) layout.Dimensions {
+		size := gtx.Constraints.Min
+		paint.FillShape(gtx.Ops, line, clip.UniformRRect(image.Rectangle{Max: size}, gtx.Dp(6)).Op(gtx.Ops))
+		return layout.Center.Layout(gtx, material.Body1(u.th, label).Layout)
+	})
 }
 
 func (u *UI) layoutStatus(gtx layout.Context, v viewmodel.View) layout.Dimensions {

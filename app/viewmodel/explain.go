@@ -84,8 +84,12 @@ func ExplainState(st api.State, os string) Explanation {
 	switch st.ErrorCode {
 	case api.CodeNotSupported:
 		e.Title, e.Fix = "This mode isn't available yet", "Switch to Fast mode and press Try again."
+		if st.Mode == api.ModeMixnet || strings.Contains(st.Reason, "mixnet") {
+			e.Detail = "This version of the VPN service can only connect in Fast mode."
+		}
 	case api.CodeNoDirectory:
 		e.Title, e.Fix = "No network is set up", "Enter the network directory under Settings, then press Try again."
+		e.Detail = "The VPN service doesn't know which network to use."
 	case api.CodeUnavailable:
 		e.Fix = "The gateway refused this connection. Choose other countries, or press Try again later."
 	case api.CodeInternal:

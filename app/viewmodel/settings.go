@@ -40,7 +40,7 @@ var Settings = []Setting{
 	toggle("ipv6", "IPv6", "Carries IPv6 through the tunnel; when off, IPv6 is blocked while connected.", func(s api.Settings) bool { return s.IPv6 }, func(p *api.SettingsPatch, v *bool) { p.IPv6 = v }),
 	toggle("auto_connect", "Connect on start", "Connects when the VPN service starts, e.g. after the computer boots.", func(s api.Settings) bool { return s.AutoConnect }, func(p *api.SettingsPatch, v *bool) { p.AutoConnect = v }),
 	text("dns", "DNS servers", "Resolvers to use inside the tunnel, separated by commas; empty uses the exit gateway's.", "exit gateway's resolver", func(s api.Settings) string { return joinAddrs(s.DNS) }, patchDNS),
-	text("directory_url", "Network directory", "The network's directory with its key (…?key=…).", "none set", func(s api.Settings) string { return s.DirectoryURL }, func(v string) (api.SettingsPatch, error) { return api.SettingsPatch{DirectoryURL: &v}, nil }),
+	text("directory_url", "Network directory", "The network's directory with its key (…?key=…); empty uses the service's own.", "the service's own", func(s api.Settings) string { return s.DirectoryURL }, func(v string) (api.SettingsPatch, error) { return api.SettingsPatch{DirectoryURL: &v}, nil }),
 }
 
 // toggle describes an on/off setting: get reads it, set puts a value into a
