@@ -1,7 +1,7 @@
 // Package cli implements the nymvpn command's daemon commands — connect,
-// disconnect, status, watch, gateways, settings, version — as clients of
-// nymvpnd's control API (daemon/client). cmd/nymvpn only hands it the
-// arguments.
+// disconnect, status, watch, gateways, settings, account, tickets, version —
+// as clients of nymvpnd's control API (daemon/client). cmd/nymvpn only hands
+// it the arguments.
 //
 // Exit codes: 0 success, 1 failure, 2 usage error, 3 the daemon is not
 // running, 4 permission refused (the caller may only read, or cannot open
@@ -48,6 +48,9 @@ commands:
   status      show the VPN's state: [--json]
   watch       print every change of state until interrupted: [--json]
   gateways    list the network's gateways: [--role entry|exit] [--country CC] [--json]
+  account     account create [--json] | import | forget [--yes] | show [--json]: the account
+              that pays for connections; import reads the recovery phrase from stdin or asks for it
+  tickets     show the tickets left per type: [--json]
   settings    settings get [--json] [KEY] | settings set KEY VALUE
               keys: mode, entry, exit, dns (comma list, or default), ipv6 (on|off),
               auto-connect, kill-switch, lockdown, allow-lan (on|off), directory (URL with ?key=)
@@ -70,8 +73,9 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
-// runner carries one invocation's outputs and client.
+// runner carries one invocation's input, outputs and client.
 type runner struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	c              *client.Client
 }
@@ -79,6 +83,11 @@ type runner struct {
 // Main runs the nymvpn command with args (without the program name) and
 // returns its exit code. ctx ends waits and watches (Ctrl-C).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return mainWithInput(ctx, args, os.Stdin, stdout, stderr)
+}
+
+// mainWithInput is Main reading from stdin (account import's phrase).
+func mainWithInput(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	socket, rest, err := extractSocket(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "nymvpn: %v\n\n%s", err, usageText())
@@ -91,7 +100,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usageText())
 		return ExitUsage
 	}
-	r := &runner{stdout: stdout, stderr: stderr, c: client.New(socket)}
+	r := &runner{stdin: stdin, stdout: stdout, stderr: stderr, c: client.New(socket)}
 	defer r.c.Close()
 	cmd, cmdArgs := rest[0], rest[1:]
 	var run func(context.Context, []string) error
@@ -108,6 +117,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		run = r.gateways
 	case "settings":
 		run = r.settings
+	case "account":
+		run = r.account
+	case "tickets":
+		run = r.tickets
 	case "version", "--version":
 		run = r.version
 	case "help", "-h", "-help", "--help":

@@ -41,6 +41,7 @@ type backend struct {
 	step    time.Duration // pause between stages
 	connect []api.ConnectRequest
 	wg      sync.WaitGroup
+	acct    fakeAccount // account_test.go
 }
 
 func (b *backend) Connect(_ context.Context, req api.ConnectRequest) (api.State, error) {

@@ -82,6 +82,13 @@ func printStatus(w io.Writer, st api.Status, now time.Time) {
 		}
 		row("Traffic", v)
 	}
+	if t := st.Tickets; t != nil {
+		if t.Account {
+			row("Tickets", ticketsLine(*t))
+		} else {
+			row("Tickets", "no account (nymvpn account create or import)")
+		}
+	}
 	if want := string(st.Target); want != "" && want != string(s.Kind) {
 		row("Asked for", want)
 	}
