@@ -145,6 +145,34 @@ func TestClicks(t *testing.T) {
 		t.Fatalf("after clicking Back: screen %v", f.View.Screen)
 	}
 
+	// The entry picker: open it, choose a country; then the mode switch.
+	f = r.Layout(m, now)
+	picker, ok := f.Find("Automatic  ▼") // the first is the entry's
+	if !ok {
+		t.Fatal("no entry picker")
+	}
+	r.Layout(m, now, clickNear(picker)...)
+	f = r.Layout(m, now)
+	de, ok := f.Find("Germany (DE) — 1 gateway")
+	if !ok {
+		t.Fatalf("the opened entry picker lacks Germany:\n%s", strings.Join(f.Text, "\n"))
+	}
+	f = r.Layout(m, now, clickNear(de)...)
+	if len(f.Intents) != 1 || f.Intents[0] != (viewmodel.Intent{Kind: viewmodel.IntentEntry, Value: "DE"}) {
+		t.Errorf("choosing Germany gave %v", f.Intents)
+	}
+	if f = r.Layout(m, now); f.Contains("Germany (DE) — 1 gateway") {
+		t.Error("the picker stayed open after a choice")
+	}
+	mixnet, ok := f.Find("Mixnet")
+	if !ok {
+		t.Fatal("no Mixnet option")
+	}
+	f = r.Layout(m, now, clickNear(mixnet)...)
+	if len(f.Intents) != 1 || f.Intents[0] != (viewmodel.Intent{Kind: viewmodel.IntentMode, Value: api.ModeMixnet}) {
+		t.Errorf("clicking Mixnet gave %v", f.Intents)
+	}
+
 	// While connected the same button disconnects.
 	m = model(api.State{Kind: api.Connected, Mode: api.ModeFast})
 	r.Layout(m, now)
@@ -153,14 +181,27 @@ func TestClicks(t *testing.T) {
 	}
 }
 
+var clicks int
+
+// clickNear clicks just inside the top left of a label's semantic bounds
+// (only their top left corner is exact).
+func clickNear(r image.Rectangle) []event.Event {
+	p := r.Min.Add(image.Pt(8, 8))
+	return click(image.Rectangle{Min: p, Max: p})
+}
+
 // click is a press and release of the primary mouse button at r's centre.
 func click(r image.Rectangle) []event.Event {
 	c := r.Min.Add(r.Max).Div(2)
 	p := f32.Pt(float32(c.X), float32(c.Y))
+	// Each click a second after the last, so none is taken for a double
+	// click.
+	clicks++
+	at := time.Duration(clicks) * time.Second
 	return []event.Event{
-		pointer.Event{Kind: pointer.Move, Source: pointer.Mouse, Position: p},
-		pointer.Event{Kind: pointer.Press, Source: pointer.Mouse, Buttons: pointer.ButtonPrimary, Position: p},
-		pointer.Event{Kind: pointer.Release, Source: pointer.Mouse, Position: p},
+		pointer.Event{Kind: pointer.Move, Source: pointer.Mouse, Position: p, Time: at},
+		pointer.Event{Kind: pointer.Press, Source: pointer.Mouse, Buttons: pointer.ButtonPrimary, Position: p, Time: at},
+		pointer.Event{Kind: pointer.Release, Source: pointer.Mouse, Position: p, Time: at + 50*time.Millisecond},
 	}
 }
 

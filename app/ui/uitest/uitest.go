@@ -40,6 +40,24 @@ type Frame struct {
 	Intents []viewmodel.Intent
 	// Text is every label and description of the semantic tree, in order.
 	Text []string
+	// Nodes are the semantic tree's nodes with a label or description.
+	Nodes []Node
+}
+
+// Node is a labelled node of the semantic tree.
+type Node struct {
+	Text   string
+	Bounds image.Rectangle
+}
+
+// Find returns the bounds of the first node whose text is text.
+func (f Frame) Find(text string) (image.Rectangle, bool) {
+	for _, n := range f.Nodes {
+		if n.Text == text {
+			return n.Bounds, true
+		}
+	}
+	return image.Rectangle{}, false
 }
 
 // Contains reports whether one of the frame's texts contains s.
@@ -71,6 +89,7 @@ func (r *Renderer) Layout(m viewmodel.Model, now time.Time, events ...event.Even
 		for _, s := range []string{n.Desc.Label, n.Desc.Description} {
 			if s != "" {
 				f.Text = append(f.Text, s)
+				f.Nodes = append(f.Nodes, Node{Text: s, Bounds: n.Desc.Bounds})
 			}
 		}
 	}
