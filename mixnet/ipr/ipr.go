@@ -28,7 +28,11 @@
 // reply end to end.
 //
 // A message is the data of its fragments in index order (count ≤ 255); the
-// Reassembler puts it together and drops duplicates.
+// Reassembler puts it together and drops duplicates. Each side numbers its
+// messages from 1 (an Open restarts the count of the replies); since the
+// mixes reorder packets, the receiver releases the IP packets of messages
+// in their order, holding those that come early for a while (Reorderer);
+// everything else in a message is handled when it arrives.
 //
 // # Items
 //
@@ -36,7 +40,7 @@
 //
 //	IP        both ways        one IP packet (the bundles of NymVPN's IP packet router)
 //	SURB      client → exit    a reply SURB with its epoch (mixnet.SURB)
-//	Open      client → exit    flags (1) | wanted IPv4 (4) | wanted IPv6 (16) | ticket (rest)
+//	Open      client → exit    flags (1) | hold (2) | bundle (2) | wanted IPv4 (4) | wanted IPv6 (16) | ticket (rest)
 //	Ping      client → exit    id (8)
 //	Close     client → exit    (empty)
 //	Welcome   exit → client    IPv4 (4) | IPv6 (16) | router IPv4 (4) | router IPv6 (16) | MTU (2)

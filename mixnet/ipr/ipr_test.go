@@ -107,7 +107,7 @@ func TestReplyRoundTrip(t *testing.T) {
 func TestItems(t *testing.T) {
 	w := &Welcome{IPv4: netip.MustParseAddr("10.0.0.2"), IPv6: netip.MustParseAddr("fc00::2"),
 		Router4: netip.MustParseAddr("10.0.0.1"), Router6: netip.MustParseAddr("fc00::1"), MTU: 1500}
-	o := &Open{Flags: OpenResetSURBs, Want4: w.IPv4, Want6: w.IPv6, Ticket: []byte("ticket")}
+	o := &Open{Flags: OpenResetSURBs, Hold: 100, Bundle: DefaultBundle, Want4: w.IPv4, Want6: w.IPv6, Ticket: []byte("ticket")}
 	var msg []byte
 	msg = AppendItem(msg, KindIP, []byte{0x45, 0})
 	msg = AppendOpen(msg, o)
@@ -132,7 +132,7 @@ func TestItems(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if opens == 0 && (got.Flags != OpenResetSURBs || got.Want4 != o.Want4 || got.Want6 != o.Want6 || string(got.Ticket) != "ticket") {
+			if opens == 0 && (got.Flags != OpenResetSURBs || got.Hold != 100 || got.Bundle != DefaultBundle || got.Want4 != o.Want4 || got.Want6 != o.Want6 || string(got.Ticket) != "ticket") {
 				t.Errorf("open: %+v", got)
 			}
 			if opens == 1 && (got.Want4.IsValid() || got.Want6.IsValid() || got.Ticket != nil) {
@@ -163,8 +163,10 @@ func TestItems(t *testing.T) {
 	for name, err := range map[string]error{
 		"short header":  func() error { _, _, _, err := NextItem([]byte{1, 0}); return err }(),
 		"long length":   func() error { _, _, _, err := NextItem([]byte{1, 0, 9, 1}); return err }(),
-		"open short":    func() error { _, err := ParseOpen(make([]byte, 20)); return err }(),
-		"open flags":    func() error { _, err := ParseOpen(append([]byte{2}, make([]byte, 20)...)); return err }(),
+		"open short":    func() error { _, err := ParseOpen(make([]byte, 24)); return err }(),
+		"open flags":    func() error { _, err := ParseOpen(append([]byte{2}, make([]byte, 24)...)); return err }(),
+		"open hold":     func() error { _, err := ParseOpen(AppendOpen(nil, &Open{Hold: MaxWait + 1})[3:]); return err }(),
+		"open bundle":   func() error { _, err := ParseOpen(AppendOpen(nil, &Open{Bundle: MaxWait + 1})[3:]); return err }(),
 		"welcome zero":  func() error { _, err := ParseWelcome(make([]byte, 42)); return err }(),
 		"welcome size":  func() error { _, err := ParseWelcome(make([]byte, 41)); return err }(),
 		"welcome mtu":   func() error { x := *w; x.MTU = 100; _, err := ParseWelcome(AppendWelcome(nil, &x)[3:]); return err }(),
@@ -310,5 +312,58 @@ func TestReassemblerLimits(t *testing.T) {
 	r.Add(11, 0, 2, nil, now.Add(2*time.Second))
 	if r.Pending() != 1 {
 		t.Fatalf("old messages not expired: %d pending", r.Pending())
+	}
+}
+
+func TestReorderer(t *testing.T) {
+	now := time.Unix(0, 0)
+	r := Reorderer[int]{Hold: time.Second, Max: 4}
+	var got []int
+	push := func(id uint32) { got = append(got, r.Push(id, int(id), now)...) }
+	push(1)
+	push(3)
+	push(4)
+	if fmt.Sprint(got) != "[1]" || r.Held() != 2 {
+		t.Fatalf("got %v, held %d", got, r.Held())
+	}
+	push(2)
+	if fmt.Sprint(got) != "[1 2 3 4]" {
+		t.Fatalf("got %v", got)
+	}
+	// A gap that never fills is given up after Hold.
+	push(6)
+	push(7)
+	if d := r.Deadline(); !d.Equal(now.Add(time.Second)) {
+		t.Fatalf("deadline %v", d)
+	}
+	got = append(got, r.Expire(now.Add(999*time.Millisecond))...)
+	if len(got) != 4 {
+		t.Fatalf("expired early: %v", got)
+	}
+	got = append(got, r.Expire(now.Add(time.Second))...)
+	if fmt.Sprint(got) != "[1 2 3 4 6 7]" || r.Held() != 0 || !r.Deadline().IsZero() {
+		t.Fatalf("got %v, held %d", got, r.Held())
+	}
+	// The missing one, late, still goes.
+	push(5)
+	if got[len(got)-1] != 5 {
+		t.Fatalf("late message held: %v", got)
+	}
+	// Beyond Max, the oldest gap is given up.
+	got = nil
+	for _, id := range []uint32{9, 10, 11, 12, 13} {
+		push(id)
+	}
+	if fmt.Sprint(got) != "[9 10 11 12 13]" {
+		t.Fatalf("over Max: %v", got)
+	}
+	// Reset releases what came before and waits from there.
+	got = nil
+	push(16)
+	got = append(got, r.Reset(20)...)
+	push(21)
+	push(20)
+	if fmt.Sprint(got) != "[16 20 21]" {
+		t.Fatalf("after reset: %v", got)
 	}
 }

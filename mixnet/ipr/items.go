@@ -88,6 +88,11 @@ const (
 // Open starts or resumes a session.
 type Open struct {
 	Flags uint8
+	// Hold is how long the exit holds the client's IP packets that come
+	// before an earlier message (the mixes reorder packets), and Bundle how
+	// long a reply bundle may wait to fill; both in milliseconds, at most
+	// MaxWait. Bundle DefaultBundle leaves it to the exit.
+	Hold, Bundle uint16
 	// Want4 and Want6 are addresses the client had before (a resumed session
 	// after the exit restarted); the exit grants them if they are free.
 	// Zero (unspecified) asks for any.
@@ -96,7 +101,15 @@ type Open struct {
 	Ticket []byte
 }
 
-const openFixed = 1 + 4 + 16
+// Open's waits.
+const (
+	// MaxWait bounds Open.Hold and Open.Bundle (ms).
+	MaxWait = 10000
+	// DefaultBundle in Open.Bundle asks for the exit's own bundling delay.
+	DefaultBundle = 0xffff
+)
+
+const openFixed = 1 + 2 + 2 + 4 + 16
 
 // AppendOpen appends an Open item.
 func AppendOpen(dst []byte, o *Open) []byte {
@@ -107,7 +120,10 @@ func AppendOpen(dst []byte, o *Open) []byte {
 	if o.Want6.Is6() && !o.Want6.Is4In6() {
 		w6 = o.Want6.As16()
 	}
-	return AppendItem(dst, KindOpen, []byte{o.Flags}, w4[:], w6[:], o.Ticket)
+	var waits [4]byte
+	binary.BigEndian.PutUint16(waits[:], o.Hold)
+	binary.BigEndian.PutUint16(waits[2:], o.Bundle)
+	return AppendItem(dst, KindOpen, []byte{o.Flags}, waits[:], w4[:], w6[:], o.Ticket)
 }
 
 // ParseOpen parses an Open item's body; Ticket aliases body.
@@ -120,10 +136,14 @@ func ParseOpen(body []byte) (Open, error) {
 		return o, fmt.Errorf("%w: open with unknown flags %#02x", ErrMalformed, body[0])
 	}
 	o.Flags = body[0]
-	if a := netip.AddrFrom4([4]byte(body[1:5])); !a.IsUnspecified() {
+	o.Hold, o.Bundle = binary.BigEndian.Uint16(body[1:]), binary.BigEndian.Uint16(body[3:])
+	if o.Hold > MaxWait || (o.Bundle > MaxWait && o.Bundle != DefaultBundle) {
+		return Open{}, fmt.Errorf("%w: open with waits of %d and %d ms", ErrMalformed, o.Hold, o.Bundle)
+	}
+	if a := netip.AddrFrom4([4]byte(body[5:9])); !a.IsUnspecified() {
 		o.Want4 = a
 	}
-	if a := netip.AddrFrom16([16]byte(body[5:21])); a.Is4In6() {
+	if a := netip.AddrFrom16([16]byte(body[9:25])); a.Is4In6() {
 		return Open{}, fmt.Errorf("%w: open wants the IPv6 address %v", ErrMalformed, a)
 	} else if !a.IsUnspecified() {
 		o.Want6 = a

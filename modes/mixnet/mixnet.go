@@ -141,13 +141,20 @@ type Tunnel struct {
 	log     *slog.Logger
 
 	routes  routes
+	fac     *factory
 	conn    atomic.Pointer[mix.Client]
 	meter   meter
 	welcome chan ipr.Welcome
 	failed  chan error
 
-	mu sync.Mutex // guards the fields below
+	mu sync.Mutex // guards st
 	st state
+
+	// order releases the exit's IP packets in message order.
+	orderMu    sync.Mutex
+	order      ipr.Reorderer[[][]byte]
+	orderTimer *time.Timer
+	innerPtr   atomic.Pointer[tunDevice]
 
 	wake   chan struct{}
 	ctx    context.Context
@@ -213,6 +220,8 @@ func Connect(ctx context.Context, cfg Config) (t *Tunnel, err error) {
 		return nil, fmt.Errorf("mixnet: session tag: %w", err)
 	}
 	t.st.init(cfg.Profile)
+	t.order.Hold = cfg.Profile.Hold()
+	t.fac = newFactory(t)
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	if err := t.routes.set(cfg.Topology, cfg.Entry.ID, cfg.Exit.ID); err != nil {
 		t.cancel()
@@ -244,7 +253,8 @@ func Connect(ctx context.Context, cfg Config) (t *Tunnel, err error) {
 	t.mu.Lock()
 	t.queueOpen(false)
 	t.mu.Unlock()
-	t.wg.Add(2)
+	t.wg.Add(3)
+	go t.fac.run()
 	go t.sendLoop()
 	go t.loopCoverLoop()
 	var w ipr.Welcome
@@ -269,6 +279,7 @@ func Connect(ctx context.Context, cfg Config) (t *Tunnel, err error) {
 	} else {
 		t.inner = cfg.Inner
 	}
+	t.innerPtr.Store(&tunDevice{t.inner})
 	t.wg.Add(2)
 	go t.readInner()
 	go t.healthLoop()
@@ -331,6 +342,11 @@ func (t *Tunnel) Close() error {
 			err = t.inner.Close()
 		}
 		t.wg.Wait()
+		t.orderMu.Lock()
+		if t.orderTimer != nil {
+			t.orderTimer.Stop()
+		}
+		t.orderMu.Unlock()
 		if t.inner == nil && t.cfg.Inner != nil {
 			// Connect failed before the device was taken over.
 			err = t.cfg.Inner.Close()
@@ -361,6 +377,17 @@ func (t *Tunnel) dial(ctx context.Context) (*mix.Client, error) {
 		return nil, fmt.Errorf("mixnet: %w", err)
 	}
 	return c, nil
+}
+
+// tunDevice boxes the inner device for an atomic pointer.
+type tunDevice struct{ tun.Device }
+
+// innerDev is the inner device once Connect has set it up, or nil.
+func (t *Tunnel) innerDev() tun.Device {
+	if d := t.innerPtr.Load(); d != nil {
+		return d.Device
+	}
+	return nil
 }
 
 // signal wakes the sender.

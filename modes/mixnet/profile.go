@@ -25,7 +25,16 @@ type Profile struct {
 	LoopCover time.Duration
 	// SURBs is how many reply SURBs the client keeps at the exit.
 	SURBs int
+	// Bundle is how long the exit lets a reply bundle of small packets
+	// wait to fill (NymVPN: 20 ms); a bundle that cannot take another
+	// full-size packet leaves at once.
+	Bundle time.Duration
 }
+
+// Hold is how long each end holds IP packets that overtook earlier ones in
+// the mixes: the spread of the delays of two packets' routes (three
+// exponential delays each) and some.
+func (p *Profile) Hold() time.Duration { return 6*p.HopDelay + 10*time.Millisecond }
 
 // The profiles. Their cost in anonymity is in docs/architecture.md.
 var (
@@ -33,13 +42,13 @@ var (
 	// stream of one packet every 20 ms on average whether the user sends or
 	// not, and loop cover every 200 ms.
 	ProfileMax = Profile{Name: "max", HopDelay: 15 * time.Millisecond, SendInterval: 20 * time.Millisecond,
-		LoopCover: 200 * time.Millisecond, SURBs: 64}
+		LoopCover: 200 * time.Millisecond, SURBs: 64, Bundle: 20 * time.Millisecond}
 	// ProfileFast keeps the route, the Sphinx packets, the SURB replies and
 	// a little mixing (1 ms mean per hop), but sends real packets when they
-	// come instead of on a Poisson clock, with no cover in the main stream
-	// and loop cover only every second.
+	// come instead of on a Poisson clock, with no cover in the main stream,
+	// loop cover only every second, and replies not held for bundling.
 	ProfileFast = Profile{Name: "fast", HopDelay: time.Millisecond, SendInterval: 0,
-		LoopCover: time.Second, SURBs: 128}
+		LoopCover: time.Second, SURBs: 128, Bundle: 0}
 )
 
 // Profiles lists the profiles by name, the default first.
@@ -73,6 +82,10 @@ func (p *Profile) Validate() error {
 		return fmt.Errorf("mixnet: profile %q: send interval %v below 100 µs", p.Name, p.SendInterval)
 	case p.LoopCover > 0 && p.LoopCover < time.Millisecond:
 		return fmt.Errorf("mixnet: profile %q: loop cover interval %v below 1 ms", p.Name, p.LoopCover)
+	case p.Bundle < 0 || p.Bundle > time.Second:
+		return fmt.Errorf("mixnet: profile %q: bundle delay %v, want 0..1s", p.Name, p.Bundle)
+	case p.Hold() > 10*time.Second:
+		return fmt.Errorf("mixnet: profile %q: hop delay %v too long to hold packets for", p.Name, p.HopDelay)
 	case p.SURBs < 8 || p.SURBs > 4096:
 		return fmt.Errorf("mixnet: profile %q: %d SURBs, want 8..4096", p.Name, p.SURBs)
 	}

@@ -44,6 +44,7 @@ func (t *Tunnel) entryLoop(c *mix.Client) {
 			backoff = min(2*backoff, 5*time.Second)
 		}
 		t.stats.reconnects.Add(1)
+		t.fac.invalidate()
 		t.conn.Store(c)
 		// The SURBs, acks and loops in flight may have been built for the
 		// gateway's old keys (a restarted gateway makes new ones): the
@@ -71,7 +72,10 @@ func (t *Tunnel) refresh() {
 	}
 	if err := t.routes.set(topo, t.Entry.ID, t.Exit.ID); err != nil {
 		t.log.Warn("fresh directory", "err", err)
+		return
 	}
+	// Keys may have changed (a restarted gateway): build afresh.
+	t.fac.invalidate()
 }
 
 // receive handles the deliveries of one connection until it ends.
@@ -128,14 +132,14 @@ func (t *Tunnel) reply(d *mix.Delivery, now time.Time) {
 	if err != nil || whole == nil {
 		return
 	}
-	t.message(whole, e, now)
+	t.message(f.MsgID, whole, e, now)
 }
 
-// message handles a whole message from the exit; e is the SURB its last
-// fragment came in.
-func (t *Tunnel) message(msg []byte, e *surbEntry, now time.Time) {
-	const headroom = 16
+// message handles whole message id from the exit; e is the SURB its last
+// fragment came in. IP packets go to the inner device in message order.
+func (t *Tunnel) message(id uint32, msg []byte, e *surbEntry, now time.Time) {
 	var pkts [][]byte
+	welcome := false
 	for rest := msg; len(rest) > 0; {
 		k, body, next, err := ipr.NextItem(rest)
 		if err != nil {
@@ -157,6 +161,7 @@ func (t *Tunnel) message(msg []byte, e *surbEntry, now time.Time) {
 				continue
 			}
 			t.welcomed(w)
+			welcome = true
 		case ipr.KindPong:
 			id, err := ipr.ParseU64(body)
 			if err != nil {
@@ -183,11 +188,55 @@ func (t *Tunnel) message(msg []byte, e *surbEntry, now time.Time) {
 			t.stats.badReplies.Add(1)
 		}
 	}
-	if len(pkts) > 0 && t.inner != nil {
-		if _, err := t.inner.Write(pkts, headroom); err != nil && t.ctx.Err() == nil {
-			t.log.Debug("inner device write", "err", err)
-		}
+	t.orderMu.Lock()
+	defer t.orderMu.Unlock()
+	var ready [][][]byte
+	if welcome {
+		// A (re)opened session numbers its replies afresh after this one.
+		ready = append(t.order.Reset(id+1), pkts)
+	} else {
+		ready = t.order.Push(id, pkts, now)
 	}
+	t.deliver(ready)
+	t.armOrder()
+}
+
+// headroom is left in front of packets written to the inner device (a
+// kernel TUN writes a virtio-net header there).
+const headroom = 16
+
+// deliver writes released packets to the inner device. t.orderMu is held.
+func (t *Tunnel) deliver(ready [][][]byte) {
+	var out [][]byte
+	for _, p := range ready {
+		out = append(out, p...)
+	}
+	if len(out) == 0 {
+		return
+	}
+	dev := t.innerDev()
+	if dev == nil {
+		return // Connect has not finished: the exit sends nothing yet
+	}
+	if _, err := dev.Write(out, headroom); err != nil && t.ctx.Err() == nil {
+		t.log.Debug("inner device write", "err", err)
+	}
+}
+
+// armOrder sets the timer that gives up the reorderer's gaps. t.orderMu is
+// held.
+func (t *Tunnel) armOrder() {
+	d := t.order.Deadline()
+	if d.IsZero() || t.orderTimer != nil {
+		return
+	}
+	t.orderTimer = time.AfterFunc(max(0, time.Until(d)), func() {
+		t.orderMu.Lock()
+		defer t.orderMu.Unlock()
+		t.orderTimer = nil
+		t.deliver(t.order.Expire(time.Now()))
+		t.armOrder()
+	})
 }
 
 // welcomed takes the exit's Welcome: the first completes Connect; a later

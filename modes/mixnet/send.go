@@ -222,19 +222,12 @@ func (t *Tunnel) compose(rng *mrand.Rand, p *plan) *fragment {
 	now := time.Now()
 	entries := map[sphinx.SURBID]*surbEntry{}
 	for range p.surbs {
-		rt, err := t.routes.toSelf(rng, t.profile.HopDelay, now)
-		if err != nil {
-			t.log.Debug("SURB route", "err", err)
+		sb := t.fac.surb(rng, now)
+		if sb == nil {
 			break
 		}
-		id := randomID()
-		sb, keys, err := t.geo.NewSURB(rand.Reader, rt.hops, &sphinx.Destination{Recipient: t.me, SURBID: id})
-		if err != nil {
-			t.log.Debug("SURB", "err", err)
-			break
-		}
-		p.msg = ipr.AppendItem(p.msg, ipr.KindSURB, (&mix.SURB{Epoch: rt.epoch, SURB: sb}).Bytes())
-		entries[id] = &surbEntry{keys: keys, epoch: rt.epoch, delays: rt.delays, created: now}
+		p.msg = ipr.AppendItem(p.msg, ipr.KindSURB, sb.surb.Bytes())
+		entries[sb.id] = sb.entry
 	}
 	parts, err := ipr.Split(p.msg, ipr.ForwardData)
 	if err != nil {
@@ -266,25 +259,25 @@ func (t *Tunnel) compose(rng *mrand.Rand, p *plan) *fragment {
 func (t *Tunnel) transmit(rng *mrand.Rand, fr *fragment) {
 	now := time.Now()
 	fwd, err := t.routes.toExit(rng, t.profile.HopDelay, now)
-	var back route
+	var ack *readyAck
 	if err == nil {
-		back, err = t.routes.toSelf(rng, t.profile.HopDelay, now)
+		if ack = t.fac.ack(rng, now); ack == nil {
+			err = errNoRoute
+		}
 	}
-	ackID := randomID()
+	var ackID sphinx.SURBID
+	var back time.Duration
 	var pkt []byte
 	if err == nil {
-		var ack []byte
-		ack, err = t.ackGeo.NewPacket(rand.Reader, back.hops, &sphinx.Destination{Recipient: t.me, SURBID: ackID}, nil)
+		ackID, back = ack.id, ack.delays
+		var b []byte
+		b, err = ipr.AppendForward(make([]byte, 0, sphinx.RegularPlaintextLength), &ipr.ForwardFragment{
+			Ack: ipr.SURBAck{FirstHop: ack.first, Epoch: ack.epoch, Packet: ack.pkt},
+			Tag: t.tag, MsgID: fr.msgID, Index: fr.index, Count: fr.count, Data: fr.data,
+		})
 		if err == nil {
-			var b []byte
-			b, err = ipr.AppendForward(make([]byte, 0, sphinx.RegularPlaintextLength), &ipr.ForwardFragment{
-				Ack: ipr.SURBAck{FirstHop: back.hops[0].ID, Epoch: back.epoch, Packet: ack},
-				Tag: t.tag, MsgID: fr.msgID, Index: fr.index, Count: fr.count, Data: fr.data,
-			})
-			if err == nil {
-				// The exit is the final hop: no recipient, no SURB id.
-				pkt, err = t.geo.NewPacket(rand.Reader, fwd.hops, &sphinx.Destination{}, b)
-			}
+			// The exit is the final hop: no recipient, no SURB id.
+			pkt, err = t.geo.NewPacket(rand.Reader, fwd.hops, &sphinx.Destination{}, b)
 		}
 	}
 	t.mu.Lock()
@@ -292,7 +285,7 @@ func (t *Tunnel) transmit(rng *mrand.Rand, fr *fragment) {
 	fr.sends++
 	// Without a packet (no route now) the fragment waits for its deadline
 	// like a lost one.
-	timeout := time.Duration(1.5*float64(fwd.delays+back.delays)) + t.cfg.RetransmitBase
+	timeout := time.Duration(1.5*float64(fwd.delays+back)) + t.cfg.RetransmitBase
 	fr.due = now.Add(timeout)
 	fr.sentAt = now
 	if err != nil {
@@ -349,7 +342,8 @@ func (t *Tunnel) queueOpen(reset bool) {
 	if s.openQueued {
 		return
 	}
-	o := ipr.Open{Want4: s.welcome.IPv4, Want6: s.welcome.IPv6}
+	o := ipr.Open{Want4: s.welcome.IPv4, Want6: s.welcome.IPv6,
+		Hold: uint16(t.profile.Hold() / time.Millisecond), Bundle: uint16(t.profile.Bundle / time.Millisecond)}
 	if reset {
 		o.Flags |= ipr.OpenResetSURBs
 		s.resetSURBs()
@@ -426,6 +420,9 @@ func newRand() *mrand.Rand {
 	}
 	return r
 }
+
+// errNoRoute: no ack could be built (no route for the epoch).
+var errNoRoute = errors.New("mixnet: no route back for an ack")
 
 func randomID() sphinx.SURBID {
 	var id sphinx.SURBID

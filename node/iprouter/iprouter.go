@@ -13,10 +13,14 @@
 // stack or, as root, a kernel TUN with nftables masquerade), SURBs are kept
 // for replies, Ping is answered at once.
 //
-// Packets the device sends to a client's address are bundled, as NymVPN's
-// router does, into reply messages (IP items with their lengths) of at most
-// one reply fragment (2039 bytes): a bundle leaves when it is full or
-// FlushDelay after its first packet. Every reply uses one of the client's
+// The mixes reorder packets, and TCP takes reordering for loss: the router
+// writes a client's IP packets in the order of its messages, holding those
+// that come early for up to the Open's Hold (ipr.Reorderer). Packets the
+// device sends to a client's address are bundled, as NymVPN's router does,
+// into reply messages (IP items with their lengths) of at most one reply
+// fragment (2039 bytes): a bundle leaves when no MTU-sized packet would fit
+// beside what it holds, or after the bundling delay the client's Open asked
+// for (FlushDelay by default). Every reply uses one of the client's
 // SURBs, so the router never learns the client's gateway; each reply tells
 // the client how many SURBs are left. When only the reserve is left the
 // router asks for more (NeedSURBs, at most every NeedSURBsEvery) and holds
@@ -56,8 +60,11 @@ const (
 	// small packet beside it.
 	DefaultMTU = 1500
 	// DefaultFlushDelay is how long a bundle waits for more packets (NymVPN:
-	// 20 ms).
+	// 20 ms) unless the client's Open asks for another delay.
 	DefaultFlushDelay = 20 * time.Millisecond
+	// DefaultHold is how long the client's IP packets wait for those of
+	// earlier messages unless its Open says.
+	DefaultHold = 100 * time.Millisecond
 	// DefaultIdleTimeout frees a session that sent nothing for so long
 	// (clients ping every second).
 	DefaultIdleTimeout = 2 * time.Minute
@@ -271,7 +278,10 @@ func (r *Router) Close() error {
 		r.wg.Wait()
 		r.mu.Lock()
 		for _, s := range r.sessions {
-			s.stopTimer()
+			s.mu.Lock()
+			s.closed = true
+			s.stopTimers()
+			s.mu.Unlock()
 		}
 		r.mu.Unlock()
 	})
@@ -323,7 +333,7 @@ func (r *Router) fragment(b []byte) {
 		return
 	}
 	r.st.messages.Add(1)
-	s.message(msg)
+	s.message(f.MsgID, msg)
 }
 
 // session returns the session of tag, made (not yet open) if new; nil when
@@ -513,7 +523,7 @@ func (r *Router) free(s *session) {
 	r.mu.Unlock()
 	s.mu.Lock()
 	s.closed = true
-	s.stopTimer()
+	s.stopTimers()
 	s.mu.Unlock()
 }
 

@@ -27,6 +27,13 @@ type session struct {
 	surbs    []*mixnet.SURB // oldest first
 	nextMsg  uint32
 
+	// order releases the client's IP packets in message order; orderTimer
+	// gives up its gaps.
+	order      ipr.Reorderer[[][]byte]
+	orderTimer *time.Timer
+	// bundle is how long a reply bundle may wait to fill.
+	bundle time.Duration
+
 	// held are packets for the client not yet sent: the bundle being
 	// filled, and more while SURBs are short.
 	held      [][]byte
@@ -35,10 +42,11 @@ type session struct {
 	askedAt   time.Time
 }
 
-// message handles a complete message from the client.
-func (s *session) message(msg []byte) {
+// message handles complete message id from the client.
+func (s *session) message(id uint32, msg []byte) {
 	r := s.r
 	known := !s.closed && s.v4.IsValid()
+	opened := false
 	var out [][]byte // packets for the exit device
 	var replies []byte
 	unknownData := false
@@ -59,7 +67,7 @@ func (s *session) message(msg []byte) {
 			if !s.open(&o) {
 				return
 			}
-			known = true
+			known, opened = true, true
 			replies = ipr.AppendWelcome(replies, &ipr.Welcome{IPv4: s.v4, IPv6: s.v6, Router4: r.dev.Addr4, Router6: r.dev.Addr6, MTU: uint16(r.cfg.MTU)})
 		case ipr.KindSURB:
 			sb, err := r.parseSURB(body)
@@ -115,11 +123,16 @@ func (s *session) message(msg []byte) {
 		}
 		return
 	}
-	if len(out) > 0 {
-		if _, err := r.dev.Write(out, writeHeadroom); err != nil {
-			r.log.Debug("exit device write", "err", err)
-		}
+	var ready [][][]byte
+	if opened {
+		// The client's messages after the Open are in order from here.
+		ready = s.order.Reset(id + 1)
+		ready = append(ready, out)
+	} else {
+		ready = s.order.Push(id, out, r.cfg.Now())
 	}
+	s.write(ready)
+	s.armOrder()
 	if len(replies) > 0 {
 		s.reply(replies, true)
 	}
@@ -127,10 +140,50 @@ func (s *session) message(msg []byte) {
 	s.pump(false)
 }
 
+// write hands released packets to the exit device.
+func (s *session) write(ready [][][]byte) {
+	var out [][]byte
+	for _, pkts := range ready {
+		out = append(out, pkts...)
+	}
+	if len(out) == 0 {
+		return
+	}
+	if _, err := s.r.dev.Write(out, writeHeadroom); err != nil {
+		s.r.log.Debug("exit device write", "err", err)
+	}
+}
+
+// armOrder sets the timer that gives up the reorderer's gaps.
+func (s *session) armOrder() {
+	d := s.order.Deadline()
+	if d.IsZero() || s.orderTimer != nil {
+		return
+	}
+	s.orderTimer = time.AfterFunc(max(0, d.Sub(s.r.cfg.Now())), func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.orderTimer = nil
+		if s.closed {
+			return
+		}
+		s.write(s.order.Expire(s.r.cfg.Now()))
+		s.armOrder()
+	})
+}
+
 // open starts or resumes the session; it reports false (after telling the
 // client, if it can) when the router refuses.
 func (s *session) open(o *ipr.Open) bool {
 	r := s.r
+	s.order.Hold = time.Duration(o.Hold) * time.Millisecond
+	if o.Hold == 0 {
+		s.order.Hold = DefaultHold
+	}
+	s.bundle = r.cfg.FlushDelay
+	if o.Bundle != ipr.DefaultBundle {
+		s.bundle = time.Duration(o.Bundle) * time.Millisecond
+	}
 	if o.Flags&ipr.OpenResetSURBs != 0 {
 		r.st.surbsExpired.Add(uint64(len(s.surbs)))
 		s.surbs = nil
@@ -261,10 +314,11 @@ func (s *session) pump(force bool) {
 			size += ipr.ItemLength(len(s.held[n]))
 			n++
 		}
-		full := n < len(s.held) || ipr.ReplyData-size < ipr.ItemLength(40)
-		if !full && !force && r.cfg.FlushDelay > 0 {
+		// Full: no MTU-sized packet would fit beside what it holds.
+		full := n < len(s.held) || ipr.ReplyData-size < ipr.ItemLength(r.cfg.MTU)
+		if !full && !force && s.bundle > 0 {
 			if s.timer == nil {
-				s.timer = time.AfterFunc(r.cfg.FlushDelay, s.flush)
+				s.timer = time.AfterFunc(s.bundle, s.flush)
 			}
 			return
 		}
@@ -299,6 +353,15 @@ func (s *session) stopTimer() {
 	if s.timer != nil {
 		s.timer.Stop()
 		s.timer = nil
+	}
+}
+
+// stopTimers stops the bundle and reorder timers (the session is freed).
+func (s *session) stopTimers() {
+	s.stopTimer()
+	if s.orderTimer != nil {
+		s.orderTimer.Stop()
+		s.orderTimer = nil
 	}
 }
 
