@@ -1,7 +1,8 @@
-// Package proxy is the unprivileged client: it connects a tunnel whose inner
-// end is a userspace network stack and serves a SOCKS5 proxy (CONNECT, UDP
-// ASSOCIATE, remote DNS) on it, so applications use the VPN without root and
-// without a TUN device.
+// Package proxy is the unprivileged client: it connects a tunnel — fast mode
+// (two-hop WireGuard) or mixnet mode — whose inner end is a userspace
+// network stack and serves a SOCKS5 proxy (CONNECT, UDP ASSOCIATE, remote
+// DNS) on it, so applications use the VPN without root and without a TUN
+// device.
 package proxy
 
 import (
@@ -20,6 +21,7 @@ import (
 	"github.com/nymvpn/nymvpn/credential/wallet"
 	"github.com/nymvpn/nymvpn/modes"
 	"github.com/nymvpn/nymvpn/modes/fast"
+	"github.com/nymvpn/nymvpn/modes/mixnet"
 	"github.com/nymvpn/nymvpn/node/directory"
 	"github.com/nymvpn/nymvpn/socks5"
 	"github.com/nymvpn/nymvpn/tun/netstack"
@@ -27,7 +29,9 @@ import (
 
 // Config configures a proxy.
 type Config struct {
-	Mode         string // "fast"
+	Mode string // "fast" (default) or "mixnet"
+	// Profile is mixnet mode's privacy profile (default "max").
+	Profile      string
 	DirectoryURL string // carries the pinned directory key
 	Entry, Exit  modes.Choice
 	Listen       string // SOCKS5 listen address, e.g. 127.0.0.1:1080
@@ -52,8 +56,12 @@ const WalletDirEnv = "NYMVPN_WALLET_DIR"
 type Proxy struct {
 	Entry, Exit directory.Node
 	Addr        net.Addr
-	Tunnel      *fast.Tunnel
-	Server      *socks5.Server
+	// Tunnel is the fast-mode tunnel, Mixnet the mixnet-mode one; Net is
+	// the stack the proxy serves on, in either mode.
+	Tunnel *fast.Tunnel
+	Mixnet *mixnet.Tunnel
+	Net    *netstack.Stack
+	Server *socks5.Server
 }
 
 // Run connects, serves until ctx ends, and tears everything down.
@@ -64,10 +72,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	profile := mixnet.DefaultProfile
 	switch cfg.Mode {
 	case "", "fast":
+		cfg.Mode = "fast"
 	case "mixnet":
-		return errors.New("proxy: mixnet mode is not available yet; use --mode fast")
+		if cfg.Profile != "" {
+			var err error
+			if profile, err = mixnet.ProfileByName(cfg.Profile); err != nil {
+				return fmt.Errorf("proxy: %w", err)
+			}
+		}
 	default:
 		return fmt.Errorf("proxy: unknown mode %q (want fast or mixnet)", cfg.Mode)
 	}
@@ -92,12 +107,21 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
-	entry, exit, err := modes.SelectGateways(topo, cfg.Entry, cfg.Exit, nil)
+	selectGateways := modes.SelectGateways
+	if cfg.Mode == "mixnet" {
+		selectGateways = mixnet.SelectGateways
+	}
+	entry, exit, err := selectGateways(topo, cfg.Entry, cfg.Exit, nil)
 	if err != nil {
 		return fmt.Errorf("proxy: choose gateways: %w", err)
 	}
-	fmt.Fprintf(cfg.Out, "route: you → entry %s (%s, %s) → exit %s (%s, %s) → internet\n",
-		entry.ID, entry.Country, entry.WireGuardAddr, exit.ID, exit.Country, exit.WireGuardAddr)
+	if cfg.Mode == "mixnet" {
+		fmt.Fprintf(cfg.Out, "route: you → entry %s (%s, %s) → 3 mix layers → exit %s (%s) → internet; privacy profile %s\n",
+			entry.ID, entry.Country, entry.MixClientAddr, exit.ID, exit.Country, profile.Name)
+	} else {
+		fmt.Fprintf(cfg.Out, "route: you → entry %s (%s, %s) → exit %s (%s, %s) → internet\n",
+			entry.ID, entry.Country, entry.WireGuardAddr, exit.ID, exit.Country, exit.WireGuardAddr)
+	}
 
 	ticket := cfg.Ticket
 	if ticket == nil {
@@ -115,32 +139,55 @@ func Run(ctx context.Context, cfg Config) error {
 			ticket = w.Ticket
 			defer func() {
 				c := w.Counts()
+				if cfg.Mode == "mixnet" {
+					fmt.Fprintf(cfg.Out, "tickets left: %v %d\n", credential.MixnetEntry, c[credential.MixnetEntry])
+					return
+				}
 				fmt.Fprintf(cfg.Out, "tickets left: %v %d, %v %d\n", credential.FastEntry, c[credential.FastEntry], credential.FastExit, c[credential.FastExit])
 			}()
 			fmt.Fprintf(cfg.Out, "paying with the account in %s\n", dir)
 		}
 	}
+	p := &Proxy{Entry: entry, Exit: exit, Addr: ln.Addr()}
+	var dns, addrs []netip.Addr
 	connCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	tun, err := fast.Connect(connCtx, fast.Config{
-		Entry: entry, Exit: exit, AllowLoopback: allowLoopback, Logger: cfg.Logger, Ticket: ticket,
-		Progress: func(s fast.Stage) { fmt.Fprintf(cfg.Out, "  %s…\n", s) },
-	})
+	if cfg.Mode == "mixnet" {
+		dirURL := cfg.DirectoryURL
+		p.Mixnet, err = mixnet.Connect(connCtx, mixnet.Config{
+			Topology: topo, Refresh: (&directory.Client{URL: dirURL}).Fetch,
+			Entry: entry, Exit: exit, Profile: profile, AllowLoopback: allowLoopback, Logger: cfg.Logger, Ticket: ticket,
+			Progress: func(s mixnet.Stage) { fmt.Fprintf(cfg.Out, "  %s…\n", s) },
+		})
+		if err == nil {
+			defer p.Mixnet.Close()
+			p.Net, dns, addrs = p.Mixnet.Net, p.Mixnet.DNSServers(), p.Mixnet.Addresses()
+		}
+	} else {
+		p.Tunnel, err = fast.Connect(connCtx, fast.Config{
+			Entry: entry, Exit: exit, AllowLoopback: allowLoopback, Logger: cfg.Logger, Ticket: ticket,
+			Progress: func(s fast.Stage) { fmt.Fprintf(cfg.Out, "  %s…\n", s) },
+		})
+		if err == nil {
+			defer p.Tunnel.Close()
+			p.Net, dns, addrs = p.Tunnel.Net, p.Tunnel.DNSServers(), p.Tunnel.Addresses()
+		}
+	}
 	cancel()
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
-	defer tun.Close()
 
+	stack := p.Net
 	srv := &socks5.Server{
-		Dial:    tun.Net.DialContext,
-		Resolve: Resolver(tun.Net, tun.DNSServers()),
+		Dial:    stack.DialContext,
+		Resolve: Resolver(stack, dns),
 		ListenPacket: func(ctx context.Context) (net.PacketConn, error) {
-			return tun.Net.ListenUDP(netip.AddrPort{})
+			return stack.ListenUDP(netip.AddrPort{})
 		},
 		Logger: cfg.Logger,
 	}
-	p := &Proxy{Entry: entry, Exit: exit, Addr: ln.Addr(), Tunnel: tun, Server: srv}
-	fmt.Fprintf(cfg.Out, "connected: tunnel addresses %v; SOCKS5 proxy on %s (remote DNS: use socks5h://)\n", tun.Addresses(), ln.Addr())
+	p.Server = srv
+	fmt.Fprintf(cfg.Out, "connected: tunnel addresses %v; SOCKS5 proxy on %s (remote DNS: use socks5h://)\n", addrs, ln.Addr())
 	if cfg.Ready != nil {
 		cfg.Ready(p)
 	}

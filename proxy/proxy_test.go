@@ -45,14 +45,24 @@ func startNet(t testing.TB) *localnet.Network {
 // startProxy runs the proxy until the test ends and returns it once ready.
 func startProxy(t testing.TB, n *localnet.Network, out io.Writer) *proxy.Proxy {
 	t.Helper()
+	return startProxyWith(t, n, out, nil)
+}
+
+// startProxyWith is startProxy with changes to the configuration.
+func startProxyWith(t testing.TB, n *localnet.Network, out io.Writer, mod func(*proxy.Config)) *proxy.Proxy {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *proxy.Proxy, 1)
 	done := make(chan error, 1)
+	cfg := proxy.Config{
+		DirectoryURL: n.DirectoryURL, Entry: "DE", Exit: "CH", Listen: "127.0.0.1:0",
+		Out: out, Logger: logger(), Ready: func(p *proxy.Proxy) { ready <- p }, Ticket: n.Ticket,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
 	go func() {
-		done <- proxy.Run(ctx, proxy.Config{
-			DirectoryURL: n.DirectoryURL, Entry: "DE", Exit: "CH", Listen: "127.0.0.1:0",
-			Out: out, Logger: logger(), Ready: func(p *proxy.Proxy) { ready <- p }, Ticket: n.Ticket,
-		})
+		done <- proxy.Run(ctx, cfg)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -102,6 +112,37 @@ func TestProxyConnectWithRemoteDNS(t *testing.T) {
 	c, err := socks5.DialThrough(ctx, p.Addr.String(), "tcp", fmt.Sprintf("web.localnet:%d", port))
 	if err != nil {
 		t.Fatalf("CONNECT web.localnet through the proxy: %v", err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: web.localnet\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if want := "you came from " + n.Addrs[p.Exit.ID].String(); string(body) != want {
+		t.Errorf("server answered %q, want %q", body, want)
+	}
+}
+
+// TestProxyMixnetMode: the same SOCKS5 proxy over a mixnet tunnel: a name
+// resolved at the exit, and the server sees the exit gateway.
+func TestProxyMixnetMode(t *testing.T) {
+	n := startNet(t)
+	port := webServer(t)
+	var out strings.Builder
+	p := startProxyWith(t, n, &out, func(c *proxy.Config) { c.Mode = "mixnet"; c.Profile = "fast"; c.Ticket = nil })
+	if p.Mixnet == nil || p.Tunnel != nil || p.Entry.Country != "DE" || p.Exit.Country != "CH" {
+		t.Fatalf("proxy %+v", p)
+	}
+	if !strings.Contains(out.String(), "3 mix layers") || !strings.Contains(out.String(), "privacy profile fast") {
+		t.Errorf("output does not show the mixnet route:\n%s", out.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := socks5.DialThrough(ctx, p.Addr.String(), "tcp", fmt.Sprintf("web.localnet:%d", port))
+	if err != nil {
+		t.Fatalf("CONNECT web.localnet through the mixnet proxy: %v", err)
 	}
 	defer c.Close()
 	fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: web.localnet\r\n\r\n")

@@ -29,7 +29,8 @@ func main() {
 
 func runProxy(args []string) {
 	fs := flag.NewFlagSet("proxy", flag.ExitOnError)
-	mode := fs.String("mode", "fast", "fast (two-hop WireGuard) or mixnet")
+	mode := fs.String("mode", "fast", "fast (two-hop WireGuard) or mixnet (3 mix layers, cover traffic)")
+	profile := fs.String("profile", "max", "mixnet privacy profile: max (NymVPN's delays and cover traffic) or fast")
 	dir := fs.String("directory", os.Getenv("NYMVPN_DIRECTORY"), "directory URL with its pinned key (?key=...); default $NYMVPN_DIRECTORY")
 	listen := fs.String("listen", "127.0.0.1:1080", "SOCKS5 listen address")
 	entry := fs.String("entry", "", "entry gateway: country code, node id, or empty for automatic")
@@ -47,7 +48,7 @@ func runProxy(args []string) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := proxy.Run(ctx, proxy.Config{
-		Mode: *mode, DirectoryURL: *dir, Listen: *listen,
+		Mode: *mode, Profile: *profile, DirectoryURL: *dir, Listen: *listen,
 		Entry: modes.ParseChoice(*entry), Exit: modes.ParseChoice(*exit),
 		Out: os.Stdout, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	})
