@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: start the local network, fetch a web page through
-# the two-hop fast-mode tunnel with `nymvpn proxy`, show the route and what the
-# web server saw, and stop everything.
+# the two-hop fast-mode tunnel with `nymvpn proxy`, then through mixnet mode,
+# show the routes and what the web server saw, and stop everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-bin}
@@ -59,3 +59,27 @@ echo "   ($(( ($(date +%s%N) - start) / 1000000 )) ms)"
 echo
 echo "The web server saw the exit gateway's address, not yours: the entry knew who you are,"
 echo "the exit knew where you went, neither knew both."
+
+# Mixnet mode: the same request through entry → 3 mix layers → exit, in
+# Sphinx packets with cover traffic. One process at a time uses the wallet:
+# stop the fast-mode proxy first.
+kill "${pids[-1]}" 2>/dev/null || true
+wait "${pids[-1]}" 2>/dev/null || true
+unset 'pids[-1]'
+echo
+echo "== nymvpn proxy --mode mixnet --profile max --entry DE --exit CH"
+NYMVPN_WALLET_DIR="$wallet_dir" "$bin/nymvpn" proxy --mode mixnet --profile max --directory "$dir_url" --entry DE --exit CH --listen 127.0.0.1:0 >"$work/mixproxy.out" 2>"$work/mixproxy.log" &
+pids+=($!)
+wait_for "$work/mixproxy.out" "SOCKS5 proxy on" 60
+cat "$work/mixproxy.out"
+socks=$(sed -n 's/.*SOCKS5 proxy on \([^ ]*\).*/\1/p' "$work/mixproxy.out")
+
+echo
+echo "== curl --socks5-hostname $socks $web_url   (through the mixnet)"
+start=$(date +%s%N)
+curl -sS --max-time 60 --socks5-hostname "$socks" "$web_url"
+echo "   ($(( ($(date +%s%N) - start) / 1000000 )) ms: every packet waited 15 ms on average at each mix)"
+echo
+echo "Through the mixnet the web server again saw only the exit; the mixes delayed and"
+echo "reordered every packet among everyone's cover traffic, so not even an observer of"
+echo "the whole network can link you to it."
