@@ -28,7 +28,8 @@ const (
 	StageTUN       = "creating the tunnel device"
 )
 
-// fastConnector builds fast-mode tunnels on a kernel TUN.
+// fastConnector builds fast-mode tunnels on a kernel TUN, and mixnet-mode
+// ones (connector_mixnet.go).
 type fastConnector struct {
 	cfg         Config
 	log         *slog.Logger
@@ -43,6 +44,9 @@ func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tu
 	if s.DirectoryURL == "" {
 		return nil, tunnelstate.Permanent(api.CodeNoDirectory,
 			errors.New("no network directory is configured: run `nymvpn settings set directory URL`"))
+	}
+	if s.Mode == api.ModeMixnet {
+		return c.connectMixnet(ctx, s, progress, allow)
 	}
 	progress(StageDirectory, nil, nil)
 	dirEP, err := directoryEndpoint(s.DirectoryURL)

@@ -279,6 +279,9 @@ func tunnelShapeChanged(a, b api.Settings) bool {
 	if a.Mode != b.Mode || a.Entry != b.Entry || a.Exit != b.Exit || a.IPv6 != b.IPv6 || a.DirectoryURL != b.DirectoryURL {
 		return true
 	}
+	if b.Mode == api.ModeMixnet && a.PrivacyProfile != b.PrivacyProfile {
+		return true
+	}
 	if len(a.DNS) != len(b.DNS) {
 		return true
 	}
@@ -295,6 +298,9 @@ func (d *daemon) Connect(ctx context.Context, req api.ConnectRequest) (api.State
 	var p api.SettingsPatch
 	if req.Mode != "" {
 		p.Mode = &req.Mode
+	}
+	if req.PrivacyProfile != "" {
+		p.PrivacyProfile = &req.PrivacyProfile
 	}
 	if req.Entry != "" {
 		p.Entry = &req.Entry
@@ -332,11 +338,8 @@ func (d *daemon) Connect(ctx context.Context, req api.ConnectRequest) (api.State
 }
 
 // checkRunnable refuses what this build cannot run, before anything moves.
+// Both modes run now; valid settings name one of them.
 func checkRunnable(s api.Settings) error {
-	if s.Mode == api.ModeMixnet {
-		return &api.APIError{Code: api.CodeNotSupported,
-			Message: "mixnet mode is not available in this version yet; use fast mode (nymvpn connect --mode fast)"}
-	}
 	return nil
 }
 

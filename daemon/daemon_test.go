@@ -101,8 +101,8 @@ func TestRefusalsCarryCodes(t *testing.T) {
 	if !strings.Contains(e.Error.Message, "nymvpn settings set directory") {
 		t.Errorf("message does not say what to do: %q", e.Error.Message)
 	}
-	if code := call(t, c, "POST", "/v1/connect", api.ConnectRequest{Mode: "mixnet"}, &e); code != http.StatusNotImplemented || e.Error.Code != api.CodeNotSupported {
-		t.Fatalf("connect in mixnet mode: %d %+v", code, e)
+	if code := call(t, c, "POST", "/v1/connect", api.ConnectRequest{Mode: "mixnet", PrivacyProfile: "paranoid"}, &e); code/100 != 4 || e.Error.Code != api.CodeInvalidSetting {
+		t.Fatalf("connect with a privacy profile that does not exist: %d %+v", code, e)
 	}
 	var st api.Status
 	call(t, c, "GET", "/v1/status", nil, &st)

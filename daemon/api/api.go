@@ -145,10 +145,25 @@ const (
 	ModeMixnet = "mixnet"
 )
 
+// Privacy profiles of mixnet mode (package modes/mixnet has their numbers).
+const (
+	// ProfileMax is NymVPN's defaults: 15 ms mean delay per mix, a Poisson
+	// stream of a packet every 20 ms (cover when idle), loop cover every
+	// 200 ms.
+	ProfileMax = "max"
+	// ProfileFast: 1 ms mean per mix, packets sent as they come, loop
+	// cover every second.
+	ProfileFast = "fast"
+)
+
 // Settings are the user's persisted choices.
 type Settings struct {
 	// Mode is ModeFast or ModeMixnet.
 	Mode string `json:"mode"`
+	// PrivacyProfile is mixnet mode's trade of speed for privacy:
+	// ProfileMax or ProfileFast (docs/architecture.md says what each
+	// costs in anonymity).
+	PrivacyProfile string `json:"privacy_profile"`
 	// Entry and Exit choose gateways: "auto", a two-letter country code, or
 	// a gateway id.
 	Entry string `json:"entry"`
@@ -177,29 +192,31 @@ type Settings struct {
 
 // DefaultSettings are the settings of a fresh install.
 func DefaultSettings() Settings {
-	return Settings{Mode: ModeFast, Entry: "auto", Exit: "auto", IPv6: true, KillSwitch: true}
+	return Settings{Mode: ModeFast, PrivacyProfile: ProfileMax, Entry: "auto", Exit: "auto", IPv6: true, KillSwitch: true}
 }
 
 // SettingsPatch changes the settings whose fields are set.
 type SettingsPatch struct {
-	Mode         *string       `json:"mode,omitempty"`
-	Entry        *string       `json:"entry,omitempty"`
-	Exit         *string       `json:"exit,omitempty"`
-	DNS          *[]netip.Addr `json:"dns,omitempty"`
-	IPv6         *bool         `json:"ipv6,omitempty"`
-	AutoConnect  *bool         `json:"auto_connect,omitempty"`
-	KillSwitch   *bool         `json:"kill_switch,omitempty"`
-	Lockdown     *bool         `json:"lockdown,omitempty"`
-	AllowLAN     *bool         `json:"allow_lan,omitempty"`
-	DirectoryURL *string       `json:"directory_url,omitempty"`
+	Mode           *string       `json:"mode,omitempty"`
+	PrivacyProfile *string       `json:"privacy_profile,omitempty"`
+	Entry          *string       `json:"entry,omitempty"`
+	Exit           *string       `json:"exit,omitempty"`
+	DNS            *[]netip.Addr `json:"dns,omitempty"`
+	IPv6           *bool         `json:"ipv6,omitempty"`
+	AutoConnect    *bool         `json:"auto_connect,omitempty"`
+	KillSwitch     *bool         `json:"kill_switch,omitempty"`
+	Lockdown       *bool         `json:"lockdown,omitempty"`
+	AllowLAN       *bool         `json:"allow_lan,omitempty"`
+	DirectoryURL   *string       `json:"directory_url,omitempty"`
 }
 
 // ConnectRequest asks the daemon to connect. Set fields are saved to the
 // settings first, so the choice sticks for later connects and reconnects.
 type ConnectRequest struct {
-	Mode  string `json:"mode,omitempty"`
-	Entry string `json:"entry,omitempty"`
-	Exit  string `json:"exit,omitempty"`
+	Mode           string `json:"mode,omitempty"`
+	PrivacyProfile string `json:"privacy_profile,omitempty"`
+	Entry          string `json:"entry,omitempty"`
+	Exit           string `json:"exit,omitempty"`
 }
 
 // ErrorBody is the body of every error response.

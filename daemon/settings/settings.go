@@ -279,6 +279,9 @@ func Apply(s api.Settings, p api.SettingsPatch) (api.Settings, error) {
 	if p.Mode != nil {
 		s.Mode = *p.Mode
 	}
+	if p.PrivacyProfile != nil {
+		s.PrivacyProfile = *p.PrivacyProfile
+	}
 	if p.Entry != nil {
 		s.Entry = *p.Entry
 	}
@@ -314,6 +317,9 @@ func Apply(s api.Settings, p api.SettingsPatch) (api.Settings, error) {
 func normalize(s api.Settings) (api.Settings, error) {
 	var err error
 	if s.Mode, err = NormalizeMode(s.Mode); err != nil {
+		return api.Settings{}, err
+	}
+	if s.PrivacyProfile, err = NormalizeProfile(s.PrivacyProfile); err != nil {
 		return api.Settings{}, err
 	}
 	if s.Entry, err = NormalizeChoice("entry", s.Entry); err != nil {
@@ -355,6 +361,18 @@ func NormalizeMode(m string) (string, error) {
 		return l, nil
 	}
 	return "", &FieldError{"mode", fmt.Sprintf("%q is not a mode: use %s or %s", clip(m), api.ModeFast, api.ModeMixnet)}
+}
+
+// NormalizeProfile checks a privacy profile and returns it in lower case;
+// empty (settings written before profiles existed) is the default, max.
+func NormalizeProfile(p string) (string, error) {
+	switch l := strings.ToLower(strings.TrimSpace(p)); l {
+	case "":
+		return api.ProfileMax, nil
+	case api.ProfileMax, api.ProfileFast:
+		return l, nil
+	}
+	return "", &FieldError{"privacy_profile", fmt.Sprintf("%q is not a privacy profile: use %s or %s", clip(p), api.ProfileMax, api.ProfileFast)}
 }
 
 // NormalizeChoice checks a gateway choice for field ("entry" or "exit"):

@@ -33,7 +33,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	path := filepath.Join(dir, "settings.json")
 	want := api.Settings{
-		Mode: api.ModeMixnet, Entry: "DE", Exit: "exit-ch-1",
+		Mode: api.ModeMixnet, PrivacyProfile: api.ProfileFast, Entry: "DE", Exit: "exit-ch-1",
 		DNS:  []netip.Addr{netip.MustParseAddr("1.1.1.1"), netip.MustParseAddr("2606:4700:4700::1111")},
 		IPv6: false, AutoConnect: true, DirectoryURL: testDirURL,
 	}
@@ -68,6 +68,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 
 func TestSaveNormalizes(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "settings.json")
+	// No privacy profile (a file from before profiles): the default, max.
 	in := api.Settings{Mode: "FAST", Entry: "de", Exit: "Exit-CH-1", DNS: []netip.Addr{netip.MustParseAddr("::ffff:9.9.9.9")}}
 	if err := Save(path, in); err != nil {
 		t.Fatal(err)
@@ -76,7 +77,7 @@ func TestSaveNormalizes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := api.Settings{Mode: "fast", Entry: "DE", Exit: "exit-ch-1", DNS: []netip.Addr{netip.MustParseAddr("9.9.9.9")}}
+	want := api.Settings{Mode: "fast", PrivacyProfile: api.ProfileMax, Entry: "DE", Exit: "exit-ch-1", DNS: []netip.Addr{netip.MustParseAddr("9.9.9.9")}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
@@ -271,6 +272,8 @@ func TestValidate(t *testing.T) {
 		in    string // part of the message
 	}{
 		{"mode", func(s *api.Settings) { s.Mode = "warp" }, "mode", "fast or mixnet"},
+		{"profile", func(s *api.Settings) { s.PrivacyProfile = "paranoid" }, "privacy_profile", "max or fast"},
+		{"profile fast", func(s *api.Settings) { s.PrivacyProfile = "FAST" }, "", ""},
 		{"empty entry", func(s *api.Settings) { s.Entry = "" }, "entry", "empty"},
 		{"bad exit", func(s *api.Settings) { s.Exit = "exit_1" }, "exit", "gateway id"},
 		{"leading dash", func(s *api.Settings) { s.Entry = "-gw" }, "entry", "gateway id"},
@@ -313,7 +316,7 @@ func TestValidate(t *testing.T) {
 func TestApply(t *testing.T) {
 	base := api.DefaultSettings()
 	got, err := Apply(base, api.SettingsPatch{
-		Mode: ptr("mixnet"), Entry: ptr("de"), Exit: ptr("Exit-1"),
+		Mode: ptr("mixnet"), PrivacyProfile: ptr("Fast"), Entry: ptr("de"), Exit: ptr("Exit-1"),
 		DNS: ptr([]netip.Addr{netip.MustParseAddr("1.1.1.1")}), IPv6: ptr(false),
 		AutoConnect: ptr(true), DirectoryURL: ptr(testDirURL),
 		KillSwitch: ptr(false), Lockdown: ptr(true), AllowLAN: ptr(true),
@@ -321,7 +324,7 @@ func TestApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := api.Settings{Mode: "mixnet", Entry: "DE", Exit: "exit-1", DNS: []netip.Addr{netip.MustParseAddr("1.1.1.1")},
+	want := api.Settings{Mode: "mixnet", PrivacyProfile: "fast", Entry: "DE", Exit: "exit-1", DNS: []netip.Addr{netip.MustParseAddr("1.1.1.1")},
 		IPv6: false, AutoConnect: true, Lockdown: true, AllowLAN: true, DirectoryURL: testDirURL}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
