@@ -391,6 +391,7 @@ func TestSettingsSetGet(t *testing.T) {
 	const dirURL = "http://127.0.0.1:8080/?key=11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
 	for _, c := range []struct{ key, value, printed string }{
 		{"mode", "mixnet", "mode = mixnet"},
+		{"profile", "Fast", "privacy-profile = fast"},
 		{"entry", "de", "entry = DE"},
 		{"exit", "Exit-CH-1", "exit = exit-ch-1"},
 		{"dns", "1.1.1.1, 2606:4700::1111", "dns = 1.1.1.1,2606:4700::1111"},
@@ -407,7 +408,7 @@ func TestSettingsSetGet(t *testing.T) {
 			t.Errorf("set %s: %q, want %q", c.key, out, c.printed)
 		}
 	}
-	want := api.Settings{Mode: "mixnet", Entry: "DE", Exit: "exit-ch-1",
+	want := api.Settings{Mode: "mixnet", PrivacyProfile: "fast", Entry: "DE", Exit: "exit-ch-1",
 		DNS:  []netip.Addr{netip.MustParseAddr("1.1.1.1"), netip.MustParseAddr("2606:4700::1111")},
 		IPv6: false, AutoConnect: true, Lockdown: true, AllowLAN: true, DirectoryURL: dirURL}
 	code, out, errOut := d.run(t, "settings", "get", "--json")
@@ -420,7 +421,7 @@ func TestSettingsSetGet(t *testing.T) {
 	if code != 0 {
 		t.Fatal(code)
 	}
-	inOrder(t, out, "mode", "mixnet", "entry", "DE", "exit", "exit-ch-1", "dns", "1.1.1.1,2606:4700::1111",
+	inOrder(t, out, "mode", "mixnet", "privacy-profile", "fast", "entry", "DE", "exit", "exit-ch-1", "dns", "1.1.1.1,2606:4700::1111",
 		"ipv6", "off", "auto-connect", "on", "kill-switch", "off", "lockdown", "on", "allow-lan", "on", "directory", dirURL)
 	if _, out, _ := d.run(t, "settings", "get", "entry"); out != "DE\n" {
 		t.Errorf("settings get entry: %q", out)

@@ -18,11 +18,12 @@ const (
 func (r *runner) connect(ctx context.Context, args []string) error {
 	fs := r.newFlags("connect")
 	mode := fs.String("mode", "", "tunnel mode: fast or mixnet (default: the saved setting)")
+	profile := fs.String("profile", "", "mixnet privacy profile: max (NymVPN's delays and cover traffic) or fast (default: the saved setting)")
 	entry := fs.String("entry", "", "entry gateway: auto, a country code such as DE, or a gateway id (default: the saved setting)")
 	exit := fs.String("exit", "", "exit gateway: auto, a country code, or a gateway id (default: the saved setting)")
 	wait := fs.Bool("wait", false, "wait until connected, printing progress")
 	timeout := fs.Duration("timeout", defaultConnectTimeout, "with --wait, how long to wait")
-	pos, err := r.parseFlags(fs, "[--mode fast|mixnet] [--entry CC|ID] [--exit CC|ID] [--wait] [--timeout D]", args)
+	pos, err := r.parseFlags(fs, "[--mode fast|mixnet] [--profile max|fast] [--entry CC|ID] [--exit CC|ID] [--wait] [--timeout D]", args)
 	if err != nil {
 		return err
 	}
@@ -32,7 +33,7 @@ func (r *runner) connect(ctx context.Context, args []string) error {
 	if *timeout <= 0 {
 		return usagef("connect: --timeout must be positive")
 	}
-	req := api.ConnectRequest{Mode: *mode, Entry: *entry, Exit: *exit}
+	req := api.ConnectRequest{Mode: *mode, PrivacyProfile: *profile, Entry: *entry, Exit: *exit}
 	if !*wait {
 		rctx, cancel := request(ctx)
 		defer cancel()

@@ -28,6 +28,13 @@ var settingKeys = []settingKey{
 		set:  func(v string, p *api.SettingsPatch) error { p.Mode = &v; return nil },
 	},
 	{
+		name:    "privacy-profile",
+		aliases: []string{"profile", "privacy_profile"},
+		get:     func(s api.Settings) string { return s.PrivacyProfile },
+		json:    func(s api.Settings) any { return s.PrivacyProfile },
+		set:     func(v string, p *api.SettingsPatch) error { p.PrivacyProfile = &v; return nil },
+	},
+	{
 		name: "entry",
 		get:  func(s api.Settings) string { return s.Entry },
 		json: func(s api.Settings) any { return s.Entry },

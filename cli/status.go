@@ -47,7 +47,10 @@ func printStatus(w io.Writer, st api.Status, now time.Time) {
 	if s.Kind == api.Connected {
 		state = "Connected"
 	}
-	if s.Mode != "" {
+	switch {
+	case s.Mode == api.ModeMixnet && st.Settings.PrivacyProfile != "":
+		state += " (mixnet mode, " + st.Settings.PrivacyProfile + " privacy profile)"
+	case s.Mode != "":
 		state += " (" + s.Mode + " mode)"
 	}
 	row("State", state)
