@@ -86,6 +86,7 @@ type book struct {
 }
 
 type fetchCall struct {
+	acct *Account // the account the book is fetched for
 	done chan struct{}
 	err  error
 }
@@ -516,22 +517,30 @@ func (w *Wallet) Run(ctx context.Context) {
 // first). Concurrent calls for one type share one fetch.
 func (w *Wallet) Refill(ctx context.Context, typ credential.TicketType) error {
 	w.mu.Lock()
-	if w.account == nil {
-		w.mu.Unlock()
-		return ErrNoAccount
-	}
-	if c := w.fetch[typ]; c != nil {
+	for {
+		if w.account == nil {
+			w.mu.Unlock()
+			return ErrNoAccount
+		}
+		c := w.fetch[typ]
+		if c == nil {
+			break
+		}
 		w.mu.Unlock()
 		select {
 		case <-c.done:
-			return c.err
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		if c.acct == w.Account() {
+			return c.err
+		}
+		// That fetch was for an account since forgotten: fetch anew.
+		w.mu.Lock()
 	}
-	c := &fetchCall{done: make(chan struct{})}
-	w.fetch[typ] = c
 	acct := w.account
+	c := &fetchCall{acct: acct, done: make(chan struct{})}
+	w.fetch[typ] = c
 	w.mu.Unlock()
 	c.err = w.refill(ctx, acct, typ)
 	w.mu.Lock()
