@@ -119,10 +119,10 @@ type daemonNet struct {
 // newDaemonNet starts the network and prepares the client: its own
 // resolv.conf, a socket directory every user can traverse, and the CLI
 // where every user can run it.
-func newDaemonNet(t testing.TB) *daemonNet {
+func newDaemonNet(t testing.TB, opts ...netOption) *daemonNet {
 	t.Helper()
 	bin := buildBinaries(t, "nym-node", "nymvpn", "nymvpnd")
-	d := &daemonNet{testNet: startNetwork(t, bin, "kernel"), bin: bin, stateDir: t.TempDir()}
+	d := &daemonNet{testNet: startNetwork(t, bin, "kernel", opts...), bin: bin, stateDir: t.TempDir()}
 	// The client's own resolv.conf, bind-mounted over /etc/resolv.conf by
 	// `ip netns exec`.
 	nsEtc := filepath.Join("/etc/netns", d.client.Name)

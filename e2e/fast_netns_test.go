@@ -147,6 +147,8 @@ func TestFastModeKernelExit(t *testing.T) {
 // testNet is the namespace network of the end-to-end tests, with the
 // directory and both gateways running.
 type testNet struct {
+	// bin holds the binaries.
+	bin                       string
 	client, entry, exit, inet *netnstest.Namespace
 	exitGW, entryGW, dir      *netnstest.Process
 	// exitTUN is the kernel exit's TUN (kernel exit mode only).
@@ -167,17 +169,28 @@ func (n *testNet) names() []string {
 	return []string{n.client.Name, n.entry.Name, n.exit.Name, n.inet.Name}
 }
 
+// netOption adds to the network startNetwork builds (e2e/mixnet_netns_test.go
+// adds mix nodes).
+type netOption struct {
+	// linked runs once the core namespaces are linked, before any node.
+	linked func(t testing.TB, n *testNet)
+	// entryArgs and exitArgs are extra flags of the gateways.
+	entryArgs, exitArgs []string
+	// ready runs once both gateways are listed.
+	ready func(t testing.TB, n *testNet)
+}
+
 // startNetwork builds the four namespaces, starts the internet host's web
 // and DNS servers, the directory, the exit gateway (exitMode "kernel" or
 // "userspace") and the entry gateway, and waits until both gateways are
 // listed.
-func startNetwork(t testing.TB, bin, exitMode string) *testNet {
+func startNetwork(t testing.TB, bin, exitMode string, opts ...netOption) *testNet {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &testNet{client: netnstest.New(t, "client"), entry: netnstest.New(t, "entry"),
+	n := &testNet{bin: bin, client: netnstest.New(t, "client"), entry: netnstest.New(t, "entry"),
 		exit: netnstest.New(t, "exit"), inet: netnstest.New(t, "inet")}
 	netnstest.Link(t, n.client, clientAddr, n.entry, entryAddrC)
 	netnstest.Link(t, n.entry, entryAddrX, n.exit, exitAddrE)
@@ -185,6 +198,14 @@ func startNetwork(t testing.TB, bin, exitMode string) *testNet {
 	// The exit's "internet" is inet; the client has no route there at all,
 	// so only the tunnel can get it to the web server.
 	n.exit.DefaultRoute(t, inetAddr.Addr())
+	var entryArgs, exitArgs []string
+	for _, o := range opts {
+		if o.linked != nil {
+			o.linked(t, n)
+		}
+		entryArgs = append(entryArgs, o.entryArgs...)
+		exitArgs = append(exitArgs, o.exitArgs...)
+	}
 
 	web := n.inet.Start(t, "inet", "env", "E2E_HELPER=inet",
 		"E2E_HTTP="+inetAddr.Addr().String()+":80", "E2E_DNS="+inetAddr.Addr().String()+":53",
@@ -206,23 +227,28 @@ func startNetwork(t testing.TB, bin, exitMode string) *testNet {
 	}
 
 	// The exit first, so the entry's first topology fetch lists it.
-	n.exitGW = n.exit.Start(t, "exit gateway", filepath.Join(bin, "nym-node"), "--role", "gateway",
+	n.exitGW = n.exit.Start(t, "exit gateway", filepath.Join(bin, "nym-node"), append([]string{"--role", "gateway",
 		"--id", "gw-exit", "--country", "CH", "--gateway-roles", "exit", "--free-pass",
 		"--data-dir", t.TempDir(), "--directory", n.urlFrom(entryAddrX),
-		"--wireguard", exitAddrE.Addr().String()+":51822", "--registration", exitAddrE.Addr().String()+":51821",
-		"--dns-upstream", inetAddr.Addr().String()+":53", "--exit-mode", exitMode)
+		"--wireguard", exitAddrE.Addr().String() + ":51822", "--registration", exitAddrE.Addr().String() + ":51821",
+		"--dns-upstream", inetAddr.Addr().String() + ":53", "--exit-mode", exitMode}, exitArgs...)...)
 	n.exitGW.WaitFor(t, regexp.MustCompile(`msg="gateway up".*exit_mode=`+exitMode), readyTimeout)
 	if exitMode == "kernel" {
 		n.exitTUN = n.exitGW.WaitFor(t, regexp.MustCompile(`msg="kernel exit up" .*tun=(\S+)`), readyTimeout)[1]
 	}
 	waitListed(t, n.client, "gw-exit", n.exitGW)
 
-	n.entryGW = n.entry.Start(t, "entry gateway", filepath.Join(bin, "nym-node"), "--role", "gateway",
+	n.entryGW = n.entry.Start(t, "entry gateway", filepath.Join(bin, "nym-node"), append([]string{"--role", "gateway",
 		"--id", "gw-entry", "--country", "DE", "--gateway-roles", "entry", "--free-pass",
 		"--data-dir", t.TempDir(), "--directory", n.urlFrom(entryAddrC),
-		"--wireguard", entryAddrC.Addr().String()+":51822", "--registration", entryAddrC.Addr().String()+":51821")
+		"--wireguard", entryAddrC.Addr().String() + ":51822", "--registration", entryAddrC.Addr().String() + ":51821"}, entryArgs...)...)
 	n.entryGW.WaitFor(t, regexp.MustCompile(`msg="gateway up"`), readyTimeout)
 	waitListed(t, n.client, "gw-entry", n.entryGW, n.exitGW)
+	for _, o := range opts {
+		if o.ready != nil {
+			o.ready(t, n)
+		}
+	}
 	return n
 }
 
