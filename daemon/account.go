@@ -73,18 +73,66 @@ type accounts struct {
 }
 
 // walletNet dials for the wallet: through the tunnel while it carries the
-// machine's traffic, else over marked sockets around it.
+// machine's traffic, else over marked sockets around it — where the kill
+// switch lets them through, failing at once elsewhere rather than waiting
+// for a connection the firewall drops.
 type walletNet struct {
 	mark      uint32
 	viaTunnel atomic.Bool
+	// protection is the kill switch's last applied rules (nil: none yet).
+	protection atomic.Pointer[tunnelstate.Protection]
 }
+
+// errBlocked: the kill switch keeps the wallet from the issuers now.
+var errBlocked = errors.New("the kill switch blocks the issuers now: they are reached while connecting and through the tunnel")
 
 func (n *walletNet) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	if n.viaTunnel.Load() {
 		d := net.Dialer{Timeout: 15 * time.Second}
 		return d.DialContext(ctx, network, addr)
 	}
+	if p := n.protection.Load(); p != nil && p.Block && !allowsTCP(p, addr) {
+		return nil, errBlocked
+	}
 	return markedDialer(n.mark).DialContext(ctx, network, addr)
+}
+
+// allowsTCP reports whether p lets the daemon's marked sockets reach addr.
+func allowsTCP(p *tunnelstate.Protection, addr string) bool {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return false
+	}
+	for _, e := range p.Endpoints {
+		if e.Proto == "tcp" && e.Addr.Addr().Unmap() == ap.Addr().Unmap() && e.Addr.Port() == ap.Port() {
+			return true
+		}
+	}
+	return false
+}
+
+// watchedFirewall tells the wallet's dialer what the kill switch lets
+// through.
+type watchedFirewall struct {
+	tunnelstate.Firewall
+	n *walletNet
+}
+
+func (w *watchedFirewall) Protect(ctx context.Context, p tunnelstate.Protection) error {
+	err := w.Firewall.Protect(ctx, p)
+	if err == nil {
+		w.n.protection.Store(&p)
+	}
+	return err
+}
+
+// watch wraps the kill switch's firewall (nil stays nil) so that the
+// wallet knows what it lets through.
+func (a *accounts) watch(fw tunnelstate.Firewall) tunnelstate.Firewall {
+	if fw == nil {
+		return nil
+	}
+	return &watchedFirewall{Firewall: fw, n: a.net}
 }
 
 // client is the wallet's HTTP client. No connection is kept: one made

@@ -477,3 +477,63 @@ func TestURLEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestWalletDialFollowsKillSwitch: around the tunnel the wallet dials only
+// where the kill switch lets it, and fails at once elsewhere.
+func TestWalletDialFollowsKillSwitch(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("marked sockets (SO_MARK) need root; CI runs as root")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	addr := ln.Addr().String()
+	n := &walletNet{mark: 51820}
+	fw := (&accounts{net: n}).watch(&recordingFirewall{})
+	dial := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := n.dial(ctx, "tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if err := dial(); err != nil {
+		t.Fatalf("before any rules: %v", err)
+	}
+	ctx := context.Background()
+	fw.Protect(ctx, tunnelstate.Protection{Block: true})
+	start := time.Now()
+	if err := dial(); !errors.Is(err, errBlocked) || time.Since(start) > time.Second {
+		t.Fatalf("blocked: %v after %v", err, time.Since(start))
+	}
+	ep, _ := urlEndpoint("http://" + addr)
+	fw.Protect(ctx, tunnelstate.Protection{Block: true, Endpoints: []tunnelstate.Endpoint{{Proto: "udp", Addr: ep.Addr}}})
+	if err := dial(); !errors.Is(err, errBlocked) {
+		t.Fatalf("only UDP allowed: %v", err)
+	}
+	fw.Protect(ctx, tunnelstate.Protection{Block: true, Endpoints: []tunnelstate.Endpoint{ep}})
+	if err := dial(); err != nil {
+		t.Fatalf("allowed: %v", err)
+	}
+	fw.Protect(ctx, tunnelstate.Protection{Block: true})
+	n.viaTunnel.Store(true)
+	if err := dial(); err != nil {
+		t.Fatalf("through the tunnel: %v", err)
+	}
+	if (&accounts{net: n}).watch(nil) != nil {
+		t.Fatal("no firewall became one")
+	}
+}

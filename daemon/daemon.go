@@ -152,7 +152,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Settings:  d.currentSettings,
 		OnState:   d.hub.SetState,
 		OnTraffic: d.hub.SetTraffic,
-		Firewall:  fw,
+		Firewall:  d.accounts.watch(fw),
 		Logger:    log.With("part", "tunnel"),
 	})
 
