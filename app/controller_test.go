@@ -126,7 +126,7 @@ func TestControllerWithFakeDaemon(t *testing.T) {
 		}
 		return nil
 	})
-	screen(t, "connecting", m, viewmodel.PageMain, "Connecting…", "Step 3 of 8: Creating the tunnel device", "Cancel")
+	screen(t, "connecting", m, viewmodel.PageMain, "Connecting…", "Step 3 of 9: Fetching tickets from the issuers", "Cancel")
 	release()
 	m = waitModel(t, c, "connected", func(m viewmodel.Model) error {
 		if err := kind(api.Connected)(m); err != nil {

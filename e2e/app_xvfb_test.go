@@ -22,7 +22,7 @@ import (
 // it. On the way it photographs every state: disconnected, connecting (the
 // entry gateway is paused with SIGSTOP to hold the daemon in a stage),
 // connected, the settings page, the daemon not running, and an error state
-// (the daemon restarts with the mixnet mode this version cannot run). With
+// (the restarted daemon finds its TUN's name taken by another link). With
 // NYMVPN_SCREENSHOTS=DIR the PNGs are written there (docs/screenshots/ holds
 // the committed ones), else into the test's temporary directory.
 func TestAppWithDaemon(t *testing.T) {
@@ -94,8 +94,6 @@ func TestAppWithDaemon(t *testing.T) {
 	w.Click(t, w.Header())
 	at = w.WaitShows(t, at, "main", "Connected", "")
 
-	// Mixnet mode saved while connected: the daemon keeps the fast tunnel.
-	mustNymvpn("settings", "set", "mode", "mixnet")
 	// The daemon stops: the window says it is not running and how to fix it.
 	if err := daemon.Stop(); err != nil {
 		t.Errorf("nymvpnd: %v", err)
@@ -103,15 +101,20 @@ func TestAppWithDaemon(t *testing.T) {
 	at = w.WaitShows(t, at, "daemon", "The VPN service isn't running", "")
 	shoot(w, "daemon-not-running", viewmodel.Button{Color: viewmodel.Blue})
 
-	// It starts again and reconnects by itself — in mixnet mode, which it
-	// cannot run: an error state, which the window explains; the app
-	// recovered from the daemon's absence by itself.
+	// It starts again and reconnects by itself — but a link of another kind
+	// holds the TUN's name, so it cannot create its device: an error state,
+	// which the window explains. (The app recovered from the daemon's
+	// absence by itself.)
+	d.client.MustRun(t, "ip", "link", "add", "nymvpn0", "type", "veth", "peer", "name", "nymvpn0p")
 	daemon = d.startDaemon(t, "nymvpnd (restarted)")
-	at = w.WaitShows(t, at, "main", "This mode isn't available yet", "What to do")
+	at = w.WaitShows(t, at, "main", "The VPN couldn't connect", "What to do")
 	shoot(w, "error", viewmodel.Button{Color: viewmodel.Green}) // "Try again"
+	if st := status(t, mustNymvpn).State; st.Kind != api.Error {
+		t.Errorf("the daemon is %s, want error", st.Kind)
+	}
 
-	// Back to fast mode, Try again: connected.
-	mustNymvpn("settings", "set", "mode", "fast")
+	// The name is free again; Try again: connected.
+	d.client.MustRun(t, "ip", "link", "del", "nymvpn0")
 	w.Click(t, w.Primary())
 	at = w.WaitShows(t, at, "main", "Connected", "")
 	w.CheckButton(t, viewmodel.Red)

@@ -57,7 +57,7 @@ func screens() map[string]struct {
 		"disconnected": {model(api.State{Kind: api.Disconnected}), viewmodel.PageMain,
 			[]string{"Not connected", "Connect", "Settings", "Fast", "Mixnet", "Two hops", "Entry", "Exit", "Automatic  ▼"}},
 		"connecting": {model(api.State{Kind: api.Connecting, Mode: api.ModeFast, Stage: "starting the entry tunnel", Attempt: 2, Entry: de, Exit: ch}), viewmodel.PageMain,
-			[]string{"Connecting…", "Starting the entry tunnel.", "Step 5 of 8: Starting the entry tunnel (attempt 2)", "Cancel", "Germany · entry-de-1"}},
+			[]string{"Connecting…", "Starting the entry tunnel.", "Step 6 of 9: Starting the entry tunnel (attempt 2)", "Cancel", "Germany · entry-de-1"}},
 		"connected": {connected, viewmodel.PageMain,
 			[]string{"Connected", "Your traffic goes through Germany and Switzerland.", "Disconnect", "Connected for", "1:15", "10.1.0.2", "sent 1.5 kB · received 2.5 MB"}},
 		"error": {model(api.State{Kind: api.Error, Mode: api.ModeFast, Reason: "create the tunnel device nymvpn0: operation not permitted", ErrorCode: api.CodeInternal}), viewmodel.PageMain,

@@ -37,6 +37,9 @@ var Settings = []Setting{
 	toggle("kill_switch", "Kill switch", "Blocks all traffic outside the tunnel while connecting, reconnecting or after an error, so nothing leaks.", func(s api.Settings) bool { return s.KillSwitch }, func(p *api.SettingsPatch, v *bool) { p.KillSwitch = v }),
 	toggle("lockdown", "Lockdown", "Blocks all traffic outside the tunnel even when you disconnect: nothing leaves this computer without the VPN.", func(s api.Settings) bool { return s.Lockdown }, func(p *api.SettingsPatch, v *bool) { p.Lockdown = v }),
 	toggle("allow_lan", "Allow local network", "Lets printers and other devices on your local network through while traffic is blocked.", func(s api.Settings) bool { return s.AllowLAN }, func(p *api.SettingsPatch, v *bool) { p.AllowLAN = v }),
+	toggle("privacy_profile", "Maximum mixnet privacy", "Mixnet mode: delays at every mix and a steady stream of cover traffic (slower); off trades some anonymity for speed.", func(s api.Settings) bool { return s.PrivacyProfile != api.ProfileFast }, func(p *api.SettingsPatch, v *bool) {
+		p.PrivacyProfile = ptr(map[bool]string{true: api.ProfileMax, false: api.ProfileFast}[*v])
+	}),
 	toggle("ipv6", "IPv6", "Carries IPv6 through the tunnel; when off, IPv6 is blocked while connected.", func(s api.Settings) bool { return s.IPv6 }, func(p *api.SettingsPatch, v *bool) { p.IPv6 = v }),
 	toggle("auto_connect", "Connect on start", "Connects when the VPN service starts, e.g. after the computer boots.", func(s api.Settings) bool { return s.AutoConnect }, func(p *api.SettingsPatch, v *bool) { p.AutoConnect = v }),
 	text("dns", "DNS servers", "Resolvers to use inside the tunnel, separated by commas; empty uses the exit gateway's.", "exit gateway's resolver", func(s api.Settings) string { return joinAddrs(s.DNS) }, patchDNS),
@@ -64,6 +67,8 @@ func toggle(key, label, help string, get func(api.Settings) bool, set func(*api.
 func text(key, label, help, placeholder string, get func(api.Settings) string, patch func(string) (api.SettingsPatch, error)) Setting {
 	return Setting{Key: key, Label: label, Help: help, Kind: Text, Placeholder: placeholder, get: get, patch: patch}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func onOff(b bool) string {
 	if b {

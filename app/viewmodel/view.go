@@ -162,18 +162,32 @@ type View struct {
 	Redraw time.Duration
 }
 
-// Stages of connecting in fast mode, in order, as the daemon names them
-// (daemon.Stage*, then modes/fast.Stage*; a test checks they agree).
-var FastStages = []string{
-	"fetching the network directory",
-	"choosing gateways",
-	"creating the tunnel device",
-	"registering with the entry gateway",
-	"starting the entry tunnel",
-	"registering with the exit gateway through the entry",
-	"starting the exit tunnel",
-	"waiting for the exit handshake",
-}
+// Stages of connecting in each mode, in order, as the daemon names them
+// (daemon.Stage*, then modes/fast.Stage* or modes/mixnet.Stage*; a test
+// checks they agree). Fetching tickets happens only when the wallet needs
+// more; progress then skips a step.
+var (
+	FastStages = []string{
+		"fetching the network directory",
+		"choosing gateways",
+		"fetching tickets from the issuers",
+		"creating the tunnel device",
+		"registering with the entry gateway",
+		"starting the entry tunnel",
+		"registering with the exit gateway through the entry",
+		"starting the exit tunnel",
+		"waiting for the exit handshake",
+	}
+	MixnetStages = []string{
+		"fetching the network directory",
+		"choosing gateways",
+		"fetching tickets from the issuers",
+		"creating the tunnel device",
+		"paying the entry gateway for mixnet access",
+		"connecting to the entry gateway",
+		"opening a session at the exit gateway through the mixnet",
+	}
+)
 
 // Modes are the mode switch's options: what each protects against, in one
 // line.
@@ -243,11 +257,11 @@ func Build(m Model, page Page, now time.Time) View {
 		e := ExplainState(st, m.OS)
 		v.Status = Status{Headline: e.Title, Detail: e.Detail, Color: Red}
 		v.Problem = &Explanation{Title: "What to do", Fix: e.Fix}
+		if m.Status.Settings.KillSwitch || m.Status.Settings.Lockdown {
+			v.Problem.Detail = "Meanwhile the kill switch blocks all traffic outside the tunnel, until you connect or disconnect."
+		}
 		v.Primary = Button{Label: "Try again", Intent: Intent{Kind: IntentConnect}, Enabled: enabled, Color: Green}
 		d := disconnect
-		if m.Status.Settings.KillSwitch {
-			v.Status.Detail = strings.TrimSpace(e.Detail + " Traffic is blocked until you connect or disconnect.")
-		}
 		v.Secondary = &d
 	case api.Offline:
 		v.Status = Status{Headline: "Waiting for a network", Detail: "This computer is offline; the VPN connects when the network is back.", Color: Amber}
@@ -370,8 +384,12 @@ func progress(st api.State) Progress {
 	if st.Retrying {
 		p.Stage = "Waiting to try again"
 	}
-	if i := slices.Index(FastStages, st.Stage); i >= 0 && (st.Mode == "" || st.Mode == api.ModeFast) {
-		p.Step, p.Steps = i+1, len(FastStages)
+	stages := FastStages
+	if st.Mode == api.ModeMixnet {
+		stages = MixnetStages
+	}
+	if i := slices.Index(stages, st.Stage); i >= 0 {
+		p.Step, p.Steps = i+1, len(stages)
 	}
 	return p
 }

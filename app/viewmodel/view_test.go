@@ -14,6 +14,7 @@ import (
 	"github.com/nymvpn/nymvpn/daemon/api"
 	"github.com/nymvpn/nymvpn/daemon/client"
 	"github.com/nymvpn/nymvpn/modes/fast"
+	"github.com/nymvpn/nymvpn/modes/mixnet"
 )
 
 var now = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -91,7 +92,7 @@ func TestConnecting(t *testing.T) {
 	if v.Status.Headline != "Connecting…" || v.Status.Detail != "Registering with the entry gateway." || v.Status.Color != Amber {
 		t.Errorf("status %+v", v.Status)
 	}
-	if v.Progress == nil || v.Progress.Step != 4 || v.Progress.Steps != 8 || v.Progress.Fraction() != 0.5 {
+	if v.Progress == nil || v.Progress.Step != 5 || v.Progress.Steps != 9 {
 		t.Fatalf("progress %+v", v.Progress)
 	}
 	if v.Primary.Label != "Cancel" || v.Primary.Intent.Kind != IntentDisconnect || !v.Primary.Enabled {
@@ -116,9 +117,14 @@ func TestConnecting(t *testing.T) {
 		t.Errorf("redraw %v, progress %+v", v.Redraw, v.Progress)
 	}
 
-	// A stage this app does not know (a new mode) still shows, unnumbered.
-	m.Status.State = api.State{Kind: api.Connecting, Mode: api.ModeMixnet, Stage: "building mixnet routes", Attempt: 1}
-	if p := Build(m, PageMain, now).Progress; p.Steps != 0 || p.Stage != "Building mixnet routes" {
+	// Mixnet mode's stages; a stage this app does not know still shows,
+	// unnumbered.
+	m.Status.State = api.State{Kind: api.Connecting, Mode: api.ModeMixnet, Stage: "connecting to the entry gateway", Attempt: 1}
+	if p := Build(m, PageMain, now).Progress; p.Step != 6 || p.Steps != 7 || p.Fraction() != 6.0/7 {
+		t.Errorf("mixnet stage: %+v", p)
+	}
+	m.Status.State = api.State{Kind: api.Connecting, Mode: api.ModeMixnet, Stage: "building routes", Attempt: 1}
+	if p := Build(m, PageMain, now).Progress; p.Steps != 0 || p.Stage != "Building routes" {
 		t.Errorf("unknown stage: %+v", p)
 	}
 }
@@ -175,10 +181,10 @@ func TestErrorState(t *testing.T) {
 	if v.Status.Headline != "The VPN couldn't connect" || v.Status.Color != Red {
 		t.Errorf("status %+v", v.Status)
 	}
-	if !strings.Contains(v.Status.Detail, "Gateway wants payment") || !strings.Contains(v.Status.Detail, "Traffic is blocked") {
+	if !strings.Contains(v.Status.Detail, "Gateway wants payment") {
 		t.Errorf("detail %q", v.Status.Detail)
 	}
-	if v.Problem == nil || !strings.Contains(v.Problem.Fix, "Choose other countries") || v.Dismiss {
+	if v.Problem == nil || !strings.Contains(v.Problem.Fix, "Choose other countries") || !strings.Contains(v.Problem.Detail, "kill switch blocks") || v.Dismiss {
 		t.Errorf("problem %+v", v.Problem)
 	}
 	if v.Primary.Label != "Try again" || v.Primary.Intent.Kind != IntentConnect || v.Secondary == nil || v.Secondary.Intent.Kind != IntentDisconnect {
@@ -298,7 +304,7 @@ func TestSettingsPage(t *testing.T) {
 			t.Errorf("setting %+v", s)
 		}
 	}
-	want := map[string]string{"kill_switch": "on", "lockdown": "off", "allow_lan": "off", "ipv6": "off",
+	want := map[string]string{"kill_switch": "on", "lockdown": "off", "allow_lan": "off", "privacy_profile": "on", "ipv6": "off",
 		"auto_connect": "off", "dns": "9.9.9.9, 2620:fe::fe", "directory_url": ""}
 	def := api.DefaultSettings()
 	want["kill_switch"], want["lockdown"], want["allow_lan"], want["auto_connect"] = onOff(def.KillSwitch), onOff(def.Lockdown), onOff(def.AllowLAN), onOff(def.AutoConnect)
@@ -310,6 +316,10 @@ func TestSettingsPage(t *testing.T) {
 	p, err := PatchFor("ipv6", "on")
 	if err != nil || p.IPv6 == nil || !*p.IPv6 || p.KillSwitch != nil {
 		t.Errorf("ipv6 on: %+v %v", p, err)
+	}
+	p, err = PatchFor("privacy_profile", "off")
+	if err != nil || p.PrivacyProfile == nil || *p.PrivacyProfile != api.ProfileFast {
+		t.Errorf("privacy profile off: %+v %v", p, err)
 	}
 	p, err = PatchFor("kill_switch", "off")
 	if err != nil || p.KillSwitch == nil || *p.KillSwitch {
@@ -425,11 +435,16 @@ func TestNotifications(t *testing.T) {
 
 // TestStagesMatchTheDaemon: the progress steps are the daemon's stages.
 func TestStagesMatchTheDaemon(t *testing.T) {
-	want := []string{daemon.StageDirectory, daemon.StageChoosing, daemon.StageTUN,
+	want := []string{daemon.StageDirectory, daemon.StageChoosing, daemon.StageTickets, daemon.StageTUN,
 		string(fast.StageRegisterEntry), string(fast.StageEntryTunnel), string(fast.StageRegisterExit),
 		string(fast.StageExitTunnel), string(fast.StageHandshake)}
 	if !slices.Equal(FastStages, want) {
 		t.Errorf("FastStages = %q, the daemon's are %q", FastStages, want)
+	}
+	want = []string{daemon.StageDirectory, daemon.StageChoosing, daemon.StageTickets, daemon.StageTUN,
+		string(mixnet.StagePayEntry), string(mixnet.StageEntry), string(mixnet.StageOpen)}
+	if !slices.Equal(MixnetStages, want) {
+		t.Errorf("MixnetStages = %q, the daemon's are %q", MixnetStages, want)
 	}
 }
 
