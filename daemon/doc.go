@@ -9,6 +9,7 @@
 //	                                 └─▶ System (platform: routes, rules, DNS)
 //
 // The state directory holds settings.json, target.json (what the user last
-// asked for, so a crash or reboot reconnects) and platform/ (the journal of
-// system changes, undone at the next start after a crash).
+// asked for, so a crash or reboot reconnects), platform/ (the journal of
+// system changes, undone at the next start after a crash) and wallet/ (the
+// account and its ticketbooks, account.go).
 package daemon
