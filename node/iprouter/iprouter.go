@@ -17,10 +17,10 @@
 // writes a client's IP packets in the order of its messages, holding those
 // that come early for up to the Open's Hold (ipr.Reorderer). Packets the
 // device sends to a client's address are bundled, as NymVPN's router does,
-// into reply messages (IP items with their lengths) of at most one reply
-// fragment (2039 bytes): a bundle leaves when no MTU-sized packet would fit
-// beside what it holds, or after the bundling delay the client's Open asked
-// for (FlushDelay by default). Every reply uses one of the client's
+// into reply messages (IP items with their lengths) that fill their reply
+// fragments (2039 bytes each, up to 8): a bundle leaves when no MTU-sized
+// packet would fit in what is left of its last fragment, or after the
+// bundling delay the client's Open asked for (FlushDelay by default). Every reply uses one of the client's
 // SURBs, so the router never learns the client's gateway; each reply tells
 // the client how many SURBs are left. When only the reserve is left the
 // router asks for more (NeedSURBs, at most every NeedSURBsEvery) and holds

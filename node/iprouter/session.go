@@ -13,6 +13,10 @@ import (
 // exit device: its kernel TUN writes a virtio-net header there.
 const writeHeadroom = 16
 
+// maxBundleFragments bounds the reply fragments of one bundle: a lost
+// fragment loses the bundle.
+const maxBundleFragments = 8
+
 // session is one client's state at the router; mu guards it.
 type session struct {
 	r      *Router
@@ -309,13 +313,25 @@ func (s *session) queue(pkt []byte) {
 func (s *session) pump(force bool) {
 	r := s.r
 	for len(s.held) > 0 && !s.closed {
+		// A bundle may span several reply fragments, which it then fills:
+		// 1500-byte packets one per fragment would leave a quarter of
+		// each empty, and every fragment costs a SURB.
+		frags := min(maxBundleFragments, max(1, len(s.surbs)-r.cfg.SURBReserve))
 		n, size := 0, 0
-		for n < len(s.held) && size+ipr.ItemLength(len(s.held[n])) <= ipr.ReplyData {
+		for n < len(s.held) && size+ipr.ItemLength(len(s.held[n])) <= frags*ipr.ReplyData {
 			size += ipr.ItemLength(len(s.held[n]))
 			n++
 		}
-		// Full: no MTU-sized packet would fit beside what it holds.
-		full := n < len(s.held) || ipr.ReplyData-size < ipr.ItemLength(r.cfg.MTU)
+		if n == 0 {
+			// A packet larger than the room of the fragments there are
+			// SURBs for: wait for SURBs.
+			s.askForSURBs()
+			return
+		}
+		// Full: no MTU-sized packet would fit in what is left of its last
+		// fragment.
+		room := (size+ipr.ReplyData-1)/ipr.ReplyData*ipr.ReplyData - size
+		full := n < len(s.held) || room < ipr.ItemLength(r.cfg.MTU)
 		if !full && !force && s.bundle > 0 {
 			if s.timer == nil {
 				s.timer = time.AfterFunc(s.bundle, s.flush)
