@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -21,7 +20,8 @@ func benchNet(b *testing.B) *localnet.Network {
 
 // BenchmarkGoodput measures TCP goodput through the mixnet for each
 // profile: a download and an upload of 2 MB (max: 512 kB) per iteration, in
-// Mbit/s of HTTP body.
+// Mbit/s of HTTP body, and the CPU time the whole process (client, mixes,
+// gateways, web server) spent per MB.
 //
 //	go test ./modes/mixnet -run '^$' -bench Goodput -benchtime 3x
 func BenchmarkGoodput(b *testing.B) {
@@ -36,16 +36,17 @@ func BenchmarkGoodput(b *testing.B) {
 		c := httpClient(tun)
 		download(b, c, base, 1000) // warm up: the exit has its SURBs
 		b.Run(p.Name+"/download", func(b *testing.B) {
-			start := time.Now()
+			start, cpu := time.Now(), cpuTime()
 			for range b.N {
 				download(b, c, base, size)
 			}
 			b.ReportMetric(float64(size*b.N*8)/time.Since(start).Seconds()/1e6, "Mbit/s")
+			b.ReportMetric((cpuTime()-cpu).Seconds()/(float64(size*b.N)/1e6), "cpu-s/MB")
 			b.ReportMetric(0, "ns/op")
 		})
 		b.Run(p.Name+"/upload", func(b *testing.B) {
 			body := bytes.Repeat([]byte("u"), size)
-			start := time.Now()
+			start, cpu := time.Now(), cpuTime()
 			for range b.N {
 				resp, err := c.Post(base+"/upload", "application/octet-stream", bytes.NewReader(body))
 				if err != nil {
@@ -58,6 +59,7 @@ func BenchmarkGoodput(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(size*b.N*8)/time.Since(start).Seconds()/1e6, "Mbit/s")
+			b.ReportMetric((cpuTime()-cpu).Seconds()/(float64(size*b.N)/1e6), "cpu-s/MB")
 			b.ReportMetric(0, "ns/op")
 		})
 		st := tun.Stats()
@@ -130,5 +132,3 @@ func median(d []time.Duration) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-var _ = http.MethodGet
