@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -167,4 +169,72 @@ func TestDaemonMixnetModeSystemWide(t *testing.T) {
 
 	mustNymvpn("disconnect", "--wait")
 	compareSnapshots(t, "after disconnect", before, systemSnapshot(t, client))
+}
+
+// BenchmarkDaemonMixnetMode measures system-wide mixnet mode through
+// nymvpnd across the namespaces of TestDaemonMixnetModeSystemWide, for
+// each privacy profile: iperf3 downloads and uploads (10 s each, receiver's
+// goodput) and ping round trips to the internet host (the ICMP crosses the
+// exit's kernel TUN; the mixes add three delays each way).
+//
+//	go test ./e2e -run '^$' -bench DaemonMixnetMode -benchtime 1x -v
+func BenchmarkDaemonMixnetMode(b *testing.B) {
+	netnstest.RequireRoot(b)
+	requireTUN(b)
+	d := newDaemonNet(b, withMixnet())
+	nymvpn := d.mustNymvpn(b)
+	d.startDaemon(b, "nymvpnd")
+	iperfServer := d.inet.Start(b, "iperf3 server", "iperf3", "-s", "--forceflush", "-B", inetAddr.Addr().String())
+	iperfServer.WaitFor(b, regexp.MustCompile(`Server listening`), readyTimeout)
+	for _, profile := range []string{api.ProfileMax, api.ProfileFast} {
+		nymvpn("connect", "--mode", "mixnet", "--profile", profile, "--wait", "--timeout", "2m")
+		b.Run(profile+"/iperf3-download", func(b *testing.B) {
+			for range b.N {
+				b.ReportMetric(iperfDir(b, d.client, inetAddr.Addr().String(), true), "Mbit/s")
+			}
+		})
+		b.Run(profile+"/iperf3-upload", func(b *testing.B) {
+			for range b.N {
+				b.ReportMetric(iperfDir(b, d.client, inetAddr.Addr().String(), false), "Mbit/s")
+			}
+		})
+		b.Run(profile+"/ping", func(b *testing.B) {
+			for range b.N {
+				b.ReportMetric(ping(b, d.client, inetAddr.Addr()), "ms-rtt")
+			}
+		})
+		nymvpn("disconnect", "--wait")
+	}
+}
+
+// iperfDir runs a 10-second TCP test to server, downloading with reverse,
+// and returns the receiver's Mbit/s.
+func iperfDir(b *testing.B, ns *netnstest.Namespace, server string, reverse bool) float64 {
+	b.Helper()
+	args := []string{"-c", server, "-t", "10", "-J"}
+	if reverse {
+		args = append(args, "-R")
+	}
+	var r struct {
+		Error string `json:"error"`
+		End   struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	// The server takes one test at a time: the previous one's end may
+	// still be on its way through the mixnet.
+	netnstest.Poll(b, readyTimeout, "an iperf3 test", func() error {
+		out, _ := ns.Run("iperf3", args...)
+		r.Error = ""
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			return fmt.Errorf("iperf3 output: %w\n%s", err, out)
+		}
+		if r.Error != "" {
+			return errors.New(r.Error)
+		}
+		return nil
+	})
+	return r.End.SumReceived.BitsPerSecond / 1e6
 }
