@@ -354,19 +354,31 @@ func (t *Tunnel) topUp(ctx context.Context, hop int) (int64, error) {
 			return t.entryStack.DialContext(ctx, "tcp", cfg.Exit.RegistrationAddr)
 		}
 	}
+	// The new grant is what the gateway has left when it credits the
+	// ticket, so the bytes moved from then on are counted against it. The
+	// client reads its counters before it asks (once it holds the ticket):
+	// what moves while the request travels is counted twice, by the gateway
+	// before the grant and by the client after, never not at all. Reading
+	// them once the grant is back would leave those bytes out, and the
+	// client would believe it has more than the gateway lets it use.
+	var baseline int64
+	dialAndCount := func(ctx context.Context) (net.Conn, error) {
+		tx, rx := transfer(dev)
+		baseline = tx + rx
+		return dial(ctx)
+	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	grant, psk, err := register(rctx, cfg, gw, role, key, dial)
+	grant, psk, err := register(rctx, cfg, gw, role, key, dialAndCount)
 	if err != nil {
 		return 0, err
 	}
 	if err := dev.IpcSet(fmt.Sprintf("public_key=%s\nupdate_only=true\npreshared_key=%s\n", hex.EncodeToString(grant.GatewayKey[:]), hex.EncodeToString(psk[:]))); err != nil {
 		return 0, fmt.Errorf("fast: new preshared key for the %s hop: %w", role, err)
 	}
-	tx, rx := transfer(dev)
 	t.meter.Lock()
 	h := &t.hops[hop]
-	h.grant, h.baseline = *grant, tx+rx
+	h.grant, h.baseline = *grant, baseline
 	h.topUps++
 	t.meter.Unlock()
 	return grant.Bandwidth, nil

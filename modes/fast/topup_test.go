@@ -23,8 +23,8 @@ const (
 )
 
 // startPaidNet starts a local network whose tickets buy ticketBytes and whose
-// gateways count traffic often.
-func startPaidNet(t *testing.T) (*localnet.Network, *directory.Topology) {
+// gateways count traffic every meterEvery.
+func startPaidNet(t *testing.T, meterEvery time.Duration) (*localnet.Network, *directory.Topology) {
 	t.Helper()
 	if runtime.GOOS != "linux" {
 		t.Skip("needs one loopback address per node (Linux)")
@@ -34,7 +34,7 @@ func startPaidNet(t *testing.T) (*localnet.Network, *directory.Topology) {
 	cfg := localnet.DefaultConfig()
 	cfg.Logger = testLogger(t)
 	cfg.TicketBandwidth = ticketBytes
-	cfg.MeterInterval = 20 * time.Millisecond
+	cfg.MeterInterval = meterEvery
 	n, err := localnet.Start(ctx, cfg)
 	if err != nil {
 		t.Fatalf("start local network: %v", err)
@@ -87,9 +87,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // One connection moves more than four tickets' worth of bytes through both
 // hops: the tunnel pays again, with the same keys, whenever a gateway's
-// allowance falls below a quarter ticket, and the gateways keep the same peer.
+// allowance falls below a quarter ticket, and the gateways keep the same peer
+// and never cut it off. However seldom a gateway counts, the allowance a top-up
+// grants is what is left at that moment: a gateway that counts every 20 ms and
+// one that counts every 500 ms (dozens of chunks between two counts) agree with
+// the client alike.
 func TestConnectionOutlivesTicketAndTopsUp(t *testing.T) {
-	n, topo := startPaidNet(t)
+	for _, every := range []time.Duration{20 * time.Millisecond, 500 * time.Millisecond} {
+		t.Run(fmt.Sprintf("gateways count every %v", every), func(t *testing.T) { testOutlivesTicket(t, every) })
+	}
+}
+
+func testOutlivesTicket(t *testing.T, meterEvery time.Duration) {
+	n, topo := startPaidNet(t, meterEvery)
 	url := chunkServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -152,7 +162,7 @@ func TestConnectionOutlivesTicketAndTopsUp(t *testing.T) {
 // A tunnel that cannot pay again is cut off by the gateway once its allowance
 // is spent, and stays off.
 func TestExhaustedPeerCutOff(t *testing.T) {
-	n, topo := startPaidNet(t)
+	n, topo := startPaidNet(t, 20*time.Millisecond)
 	url := chunkServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()

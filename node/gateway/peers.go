@@ -50,6 +50,11 @@ type peerTable struct {
 	size         uint64     // usable indexes are 2 .. size-1
 	now          func() time.Time
 
+	// counting serializes reading the device's counters with charging
+	// them (meter, credit), so that an older reading is never applied after
+	// a newer one. Taken before mu.
+	counting sync.Mutex
+
 	mu      sync.Mutex
 	byKey   map[transport.Key]*peer
 	byAddr  map[netip.Addr]*peer
@@ -248,27 +253,58 @@ func (t *peerTable) allowanceOf(key transport.Key) (role string, allowance int64
 }
 
 // credit adds bytes to a peer's allowance (a new role starts from nothing)
-// and returns the new allowance.
+// and returns the new allowance. It first charges the traffic the device
+// counted since the last meter round: the returned allowance, which the
+// client counts down from with its own counters, is what is left now, not
+// what was left up to a meter interval ago (the client would otherwise
+// believe it has that interval's traffic more than the gateway lets it use).
 func (t *peerTable) credit(key transport.Key, role string, bytes, topUpAt int64) int64 {
+	t.counting.Lock()
+	defer t.counting.Unlock()
+	t.mu.Lock()
+	pe, ok := t.byKey[key]
+	charge := ok && pe.metered && !pe.suspended // a new peer has moved nothing yet
+	t.mu.Unlock()
+	var state wguapi.State
+	if charge {
+		// On an error the next meter round charges it instead.
+		state, _ = wguapi.Get(t.dev)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	pe, ok := t.byKey[key]
-	if !ok {
+	if pe, ok = t.byKey[key]; !ok {
 		return 0
 	}
 	if !pe.metered {
 		pe.metered, pe.allowance = true, 0
+	} else if !pe.suspended {
+		for _, ps := range state.Peers {
+			if ps.PublicKey == key {
+				pe.charge(ps)
+				break
+			}
+		}
 	}
 	pe.allowance = max(pe.allowance, 0) + bytes
 	pe.topUpAt = topUpAt
 	return pe.allowance
 }
 
+// charge takes the bytes the peer's WireGuard counters (ps) moved since they
+// were last charged off its allowance; the table's mu is held.
+func (pe *peer) charge(ps wguapi.Peer) {
+	used := counterDelta(ps.RxBytes, pe.seenRx) + counterDelta(ps.TxBytes, pe.seenTx)
+	pe.seenRx, pe.seenTx = ps.RxBytes, ps.TxBytes
+	pe.allowance -= used
+}
+
 // meter charges each metered peer the bytes its WireGuard counters moved since
-// the last call, and cuts off (removes from the device, keeping its addresses
+// the last count, and cuts off (removes from the device, keeping its addresses
 // until it expires) every peer whose allowance is spent. It returns the keys
 // cut off.
 func (t *peerTable) meter() ([]transport.Key, error) {
+	t.counting.Lock()
+	defer t.counting.Unlock()
 	state, err := wguapi.Get(t.dev)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -281,9 +317,7 @@ func (t *peerTable) meter() ([]transport.Key, error) {
 		if pe == nil || !pe.metered || pe.suspended {
 			continue
 		}
-		used := counterDelta(ps.RxBytes, pe.seenRx) + counterDelta(ps.TxBytes, pe.seenTx)
-		pe.seenRx, pe.seenTx = ps.RxBytes, ps.TxBytes
-		pe.allowance -= used
+		pe.charge(ps)
 		if pe.allowance > 0 {
 			continue
 		}

@@ -12,11 +12,13 @@ import (
 	"github.com/nymvpn/nymvpn/transport"
 )
 
-// fakeDevice records UAPI operations and reports handshakes it is told of.
+// fakeDevice records UAPI operations and reports the handshakes and byte
+// counters ({rx, tx}) it is told of.
 type fakeDevice struct {
 	mu         sync.Mutex
 	sets       []string
 	handshakes map[transport.Key]time.Time
+	counters   map[transport.Key][2]int64
 }
 
 func (d *fakeDevice) IpcSet(s string) error {
@@ -33,7 +35,70 @@ func (d *fakeDevice) IpcGet() (string, error) {
 	for k, t := range d.handshakes {
 		fmt.Fprintf(&b, "public_key=%x\nlast_handshake_time_sec=%d\nlast_handshake_time_nsec=0\n", k[:], t.Unix())
 	}
+	for k, c := range d.counters {
+		fmt.Fprintf(&b, "public_key=%x\nrx_bytes=%d\ntx_bytes=%d\n", k[:], c[0], c[1])
+	}
 	return b.String(), nil
+}
+
+func (d *fakeDevice) count(k transport.Key, rx, tx int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := d.counters[k]
+	d.counters[k] = [2]int64{c[0] + rx, c[1] + tx}
+}
+
+// A top-up's grant is what the peer has left at that moment: the traffic
+// since the last meter round is charged first, so a client that counts down
+// from the grant with its own counters never believes it has more than the
+// gateway lets it use. A peer that spends it is cut off at the next round.
+func TestCreditChargesTrafficNotYetMetered(t *testing.T) {
+	dev := &fakeDevice{counters: map[transport.Key][2]int64{}}
+	pt, err := newPeerTable(dev, DefaultPool4, DefaultPool6, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := transport.Key{7}
+	credit := func(bytes int64) int64 {
+		t.Helper()
+		if _, err := pt.register(registration.Peer{Role: "exit", WireGuardKey: key}); err != nil {
+			t.Fatal(err)
+		}
+		return pt.credit(key, "exit", bytes, bytes/4)
+	}
+	meter := func() int {
+		t.Helper()
+		cut, err := pt.meter()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(cut)
+	}
+	if got := credit(1000); got != 1000 {
+		t.Fatalf("first grant %d, want 1000", got)
+	}
+	dev.count(key, 200, 100)
+	if meter() != 0 {
+		t.Fatal("cut off with allowance left")
+	}
+	dev.count(key, 300, 400) // not metered yet when the top-up comes
+	if got := credit(1000); got != 1000-300-700+1000 {
+		t.Fatalf("top-up grant %d, want %d (the traffic since the last meter round charged)", got, 1000-300-700+1000)
+	}
+	if meter() != 0 {
+		t.Fatal("cut off with allowance left")
+	}
+	if _, left, _, _ := pt.allowanceOf(key); left != 1000 {
+		t.Fatalf("after a meter round with no traffic: %d left, want 1000 (nothing charged twice)", left)
+	}
+	dev.count(key, 999, 0)
+	if meter() != 0 {
+		t.Fatal("cut off with 1 byte left")
+	}
+	dev.count(key, 0, 1)
+	if meter() != 1 {
+		t.Fatal("not cut off once the allowance is spent")
+	}
 }
 
 func TestPeerTablePoolAndExpiry(t *testing.T) {
