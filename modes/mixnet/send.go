@@ -39,12 +39,12 @@ func (t *Tunnel) sendLoop() {
 			case <-t.ctx.Done():
 				return
 			}
-			if !t.sendReal(rng) {
+			if !t.sendReal(rng, true) {
 				t.sendLoopPacket(rng, &t.stats.cover)
 			}
 			continue
 		}
-		for t.sendReal(rng) {
+		for t.sendReal(rng, false) {
 			if t.ctx.Err() != nil {
 				return
 			}
@@ -128,9 +128,10 @@ func (t *Tunnel) send(first sphinx.NodeID, epoch uint64, pkt []byte) bool {
 	return true
 }
 
-// sendReal sends the next real fragment, if there is one.
-func (t *Tunnel) sendReal(rng *mrand.Rand) bool {
-	fr, plan := t.pick(time.Now())
+// sendReal sends the next real fragment, if there is one; slot says it
+// fills a Poisson slot.
+func (t *Tunnel) sendReal(rng *mrand.Rand, slot bool) bool {
+	fr, plan := t.pick(time.Now(), slot)
 	if fr == nil && plan == nil {
 		return false
 	}
@@ -152,9 +153,14 @@ type plan struct {
 	open  bool
 }
 
+// slotSURBs × Profile.SURBs is what the exit may hold when Poisson slots
+// that would carry cover carry SURBs instead.
+const slotSURBs = 4
+
 // pick returns a fragment to send now (a due retransmission, or the next
-// fragment of a message), or a plan for a new message, or neither.
-func (t *Tunnel) pick(now time.Time) (*fragment, *plan) {
+// fragment of a message), or a plan for a new message, or neither. slot
+// says a Poisson slot is to be filled, with cover if nothing else.
+func (t *Tunnel) pick(now time.Time, slot bool) (*fragment, *plan) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := &t.st
@@ -209,6 +215,12 @@ func (t *Tunnel) pick(now time.Time) (*fragment, *plan) {
 	if p.surbs == 0 {
 		// Fill what is left of the fragment with the SURBs the exit needs.
 		p.surbs = min(s.surbDeficit(t.profile.SURBs), (room-len(p.msg))/surbItem)
+		if slot && len(p.msg) == 0 && p.surbs == 0 {
+			// A Poisson slot with nothing to send would carry cover: a
+			// message of SURBs looks the same on the wire and lets the
+			// exit answer a burst (TCP's window) without waiting for them.
+			p.surbs = min(s.surbDeficit(slotSURBs*t.profile.SURBs), room/surbItem)
+		}
 	}
 	if len(p.msg) == 0 && p.surbs == 0 {
 		return nil, nil
