@@ -157,7 +157,12 @@ func TestMixnetPath(t *testing.T) {
 		t.Errorf("the web host saw %q; want the exit gateway exit-ch-1", body)
 	}
 	// Health: loops and the exit answer.
-	waitFor(t, "pongs and loops", func() bool { h := tun.Health(); return h.Exit && h.Mixnet && tun.Stats().Pongs >= 3 })
+	// Cover goes out once the exit holds SURBs enough (until then the
+	// slots carry SURBs).
+	waitFor(t, "pongs, loops and cover", func() bool {
+		h, st := tun.Health(), tun.Stats()
+		return h.Exit && h.Mixnet && st.Pongs >= 3 && st.Cover > 0
+	})
 	st := tun.Stats()
 	t.Logf("stats: %+v", st)
 	if st.Real == 0 || st.Cover == 0 || st.Acked == 0 || st.Replies == 0 || st.SURBsSent == 0 || st.IPOut == 0 || st.IPIn == 0 {
