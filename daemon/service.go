@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"text/template"
 
 	"github.com/kardianos/service"
 
@@ -40,6 +41,35 @@ var SystemdUnit string
 var SystemdEarlyUnit string
 
 const serviceName = "nymvpnd"
+
+// SystemdUnitNames are the files SystemdUnits renders.
+var SystemdUnitNames = []string{"nymvpnd.service", "nymvpnd-early.service"}
+
+// SystemdUnits renders nymvpnd's systemd units for the binary at path, by
+// name (SystemdUnitNames), as `nymvpnd install` writes them: the same
+// templates, arguments and escaping (kardianos/service's cmd and cmdEscape).
+// Packages ship them as files: `nymvpnd unit --path /usr/sbin/nymvpnd NAME`.
+func SystemdUnits(path string) (map[string]string, error) {
+	funcs := template.FuncMap{
+		"Path":      func() string { return path },
+		"Arguments": func() []string { return serviceConfig(nil).Arguments },
+		"cmd":       func(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` },
+		"cmdEscape": func(s string) string { return strings.ReplaceAll(s, " ", `\x20`) },
+	}
+	units := map[string]string{}
+	for i, text := range []string{SystemdUnit, SystemdEarlyUnit} {
+		t, err := template.New(SystemdUnitNames[i]).Funcs(funcs).Parse(text)
+		if err != nil {
+			return nil, fmt.Errorf("unit %s: %w", SystemdUnitNames[i], err)
+		}
+		var b strings.Builder
+		if err := t.Execute(&b, nil); err != nil {
+			return nil, fmt.Errorf("unit %s: %w", SystemdUnitNames[i], err)
+		}
+		units[SystemdUnitNames[i]] = b.String()
+	}
+	return units, nil
+}
 
 // serviceConfig describes the service to kardianos/service for every OS.
 func serviceConfig(args []string) *service.Config {
@@ -101,9 +131,11 @@ commands:
   start       start the installed service
   stop        stop the service
   status      print whether the service is running
-  cleanup     undo routes and DNS left behind by a daemon that died (the service runs it after every stop)
+  cleanup     undo routes and DNS left behind by a daemon that died (the service runs it after every stop);
+              --firewall also removes the kill switch's firewall (the packages do when they are removed)
   early-block at boot, before the network comes up: block all traffic if the user wanted to be
               connected (kill switch) or lockdown is on (nymvpnd-early.service runs it)
+  unit        print a systemd unit for packages: unit [--path /usr/sbin/nymvpnd] nymvpnd.service|nymvpnd-early.service
   version     print the version
 
 run flags:
@@ -127,8 +159,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		f := runFlags(stdout)
 		f.fs.PrintDefaults()
 		return 0
+	case "unit":
+		return printUnit(rest, stdout, stderr)
 	case "run", "cleanup", "install", "early-block":
 		f := runFlags(stderr)
+		var firewall bool
+		if cmd == "cleanup" {
+			f.fs.BoolVar(&firewall, "firewall", false, "cleanup: also remove the kill switch's firewall, so nothing is blocked any more")
+		}
 		if err := f.fs.Parse(rest); err != nil {
 			return 2
 		}
@@ -141,7 +179,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		case "run":
 			return runService(cfg, stderr)
 		case "cleanup":
-			return cleanup(cfg, stdout, stderr)
+			return cleanup(cfg, firewall, stdout, stderr)
 		case "early-block":
 			return earlyBlock(cfg, stdout, stderr)
 		default:
@@ -256,20 +294,71 @@ func earlyBlock(cfg Config, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// cleanup undoes what a daemon that died left behind, without starting one.
-func cleanup(cfg Config, stdout, stderr io.Writer) int {
+// printUnit prints one of SystemdUnits.
+func printUnit(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("nymvpnd unit", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("path", "", "the installed nymvpnd (default: this executable)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintf(stderr, "usage: nymvpnd unit [--path PATH] %s\n", strings.Join(SystemdUnitNames, "|"))
+		return 2
+	}
+	if *path == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			fmt.Fprintln(stderr, "nymvpnd unit:", err)
+			return 1
+		}
+		*path = exe
+	}
+	units, err := SystemdUnits(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, "nymvpnd unit:", err)
+		return 1
+	}
+	u, ok := units[fs.Arg(0)]
+	if !ok {
+		fmt.Fprintf(stderr, "nymvpnd unit: no unit %q (%s)\n", fs.Arg(0), strings.Join(SystemdUnitNames, ", "))
+		return 2
+	}
+	fmt.Fprint(stdout, u)
+	return 0
+}
+
+// cleanup undoes what a daemon that died left behind, without starting one;
+// with firewall it also removes the kill switch's firewall, which a stopped
+// daemon leaves blocking on purpose (package removal).
+func cleanup(cfg Config, firewall bool, stdout, stderr io.Writer) int {
+	code := 0
 	sys, err := platform.New(platform.Options{StateDir: platformDir(cfg.StateDir), ResolvConf: cfg.ResolvConf, DNSBackend: cfg.DNSBackend, Logger: cfg.Logger})
+	if err == nil {
+		err = sys.Recover(context.Background())
+		sys.Close()
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "nymvpnd cleanup:", err)
-		return 1
+		code = 1
+	} else {
+		fmt.Fprintln(stdout, "nymvpnd: no system changes left behind")
 	}
-	defer sys.Close()
-	if err := sys.Recover(context.Background()); err != nil {
-		fmt.Fprintln(stderr, "nymvpnd cleanup:", err)
-		return 1
+	if firewall { // even when the rest failed: nothing else would lift it
+		fw, err := platform.NewFirewall(cfg.Logger)
+		if err == nil {
+			err = fw.Remove()
+		}
+		switch {
+		case errors.Is(err, errors.ErrUnsupported): // no kill switch here
+		case err != nil:
+			fmt.Fprintln(stderr, "nymvpnd cleanup:", err)
+			code = 1
+		default:
+			fmt.Fprintln(stdout, "nymvpnd: the kill switch's firewall is removed")
+		}
 	}
-	fmt.Fprintln(stdout, "nymvpnd: no system changes left behind")
-	return 0
+	return code
 }
 
 func serviceControl(cmd string, runArgs []string, stdout, stderr io.Writer) int {
