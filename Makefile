@@ -11,7 +11,7 @@ CROSS_PKGS := ./daemon/... ./platform/... ./cli/... ./cmd/nymvpn ./cmd/nymvpnd
 APP_CROSS_PKGS := ./app/... ./cmd/nymvpn-app
 FUZZTIME ?= 10s
 
-.PHONY: all build demo test test-short deps vet fmt fuzz bench clean
+.PHONY: all build demo test test-short deps vet fmt fuzz bench clean packages
 
 all: build
 
@@ -21,6 +21,11 @@ deps:
 build:
 	@mkdir -p bin
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./cmd/,$(BINARIES))
+
+# Installers in dist/: .deb and .rpm (linux/amd64, arm64), .msi (windows/amd64),
+# the darwin binaries (a .pkg on a macOS host); docs/packaging.md.
+packages: deps
+	@VERSION='$(VERSION)' scripts/packages.sh
 
 # The product's main job on the local network: a web request through two
 # nested WireGuard tunnels, client → entry → exit → server.

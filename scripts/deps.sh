@@ -9,6 +9,9 @@ want=(curl iproute2 nftables iperf3 dnsutils iputils-ping util-linux dbus-daemon
 # tests under a virtual display.
 want+=(libwayland-dev libxkbcommon-x11-dev libgles2-mesa-dev libegl1-mesa-dev libffi-dev
   libxcursor-dev libvulkan-dev libx11-xcb-dev pkg-config xvfb xdotool imagemagick)
+# make packages: wixl and msibuild (msitools) build the MSI; rpm and msiinfo
+# check the RPM and the MSI in packaging's tests.
+want+=(wixl msitools rpm)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
