@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +39,7 @@ type Controller struct {
 
 	retry    chan struct{} // try the daemon now
 	gateways chan struct{} // fetch the gateways now
+	account  chan struct{} // look the account up now
 
 	notifyMu  sync.Mutex // serializes observers, in the order of changes
 	mu        sync.Mutex
@@ -45,6 +47,9 @@ type Controller struct {
 	observers []func(prev, next viewmodel.Model)
 	traffic   trafficSample
 	calls     sync.WaitGroup
+	// accountGen counts changes of the model's account, so a lookup that
+	// started before a change does not undo it.
+	accountGen uint64
 }
 
 // trafficSample is the last traffic counters seen and when, for the rate.
@@ -59,6 +64,7 @@ func NewController(c *client.Client, log *slog.Logger) *Controller {
 		client: c, log: log,
 		retry:    make(chan struct{}, 1),
 		gateways: make(chan struct{}, 1),
+		account:  make(chan struct{}, 1),
 		model:    viewmodel.Model{OS: runtime.GOOS, Socket: c.Socket(), Link: viewmodel.LinkStarting},
 	}
 }
@@ -96,9 +102,10 @@ func (c *Controller) update(f func(m *viewmodel.Model)) {
 // Run follows the daemon until ctx ends, then waits for calls in flight.
 func (c *Controller) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); c.follow(ctx) }()
 	go func() { defer wg.Done(); c.keepGateways(ctx) }()
+	go func() { defer wg.Done(); c.keepAccount(ctx) }()
 	wg.Wait()
 	c.calls.Wait()
 }
@@ -158,6 +165,7 @@ func (c *Controller) stream(ctx context.Context) (up bool, err error) {
 		up = true
 		c.update(func(m *viewmodel.Model) {
 			dirBefore := m.Status.Settings.DirectoryURL
+			acctBefore := m.AccountExists()
 			if first {
 				if m.Link != viewmodel.LinkUp {
 					c.log.Info("daemon reachable", "socket", c.client.Socket(), "version", statusOf(e).Daemon.Version)
@@ -173,6 +181,11 @@ func (c *Controller) stream(ctx context.Context) (up bool, err error) {
 			}
 			if first || m.Status.Settings.DirectoryURL != dirBefore {
 				c.refreshGateways()
+			}
+			if first || m.AccountExists() != acctBefore {
+				// Someone (this app, the CLI) created, imported or forgot
+				// the account: look up its id and creation.
+				c.refreshAccount()
 			}
 		})
 	}
@@ -248,6 +261,65 @@ func (c *Controller) keepGateways(ctx context.Context) {
 	}
 }
 
+func (c *Controller) refreshAccount() {
+	select {
+	case c.account <- struct{}{}:
+	default:
+	}
+}
+
+// keepAccount looks the account up (its id and creation time, which the
+// event stream does not carry) when the daemon or its account changes,
+// again after a failed lookup.
+func (c *Controller) keepAccount(ctx context.Context) {
+	var again <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.account:
+		case <-again:
+		}
+		again = nil
+		if c.Model().Link != viewmodel.LinkUp {
+			continue
+		}
+		c.mu.Lock()
+		gen := c.accountGen
+		c.mu.Unlock()
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		a, err := c.client.Account(cctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		var f *viewmodel.Failure
+		if err != nil {
+			f = viewmodel.FailureOf(viewmodel.Intent{}, err)
+			if f.Code != api.CodeNotSupported {
+				c.log.Info("account lookup", "err", err)
+				again = time.After(gatewaysRetry)
+			}
+		}
+		c.update(func(m *viewmodel.Model) {
+			if c.accountGen != gen {
+				return // a call changed the account meanwhile
+			}
+			if f != nil {
+				m.AccountError = f
+				return
+			}
+			m.Account, m.AccountLoaded, m.AccountError = a, true, nil
+		})
+	}
+}
+
+// setAccount puts the account a call returned into the model.
+func (c *Controller) setAccount(m *viewmodel.Model, a api.Account) {
+	c.accountGen++
+	m.Account, m.AccountLoaded, m.AccountError = a, true, nil
+}
+
 // Do carries out what the user asked for. It returns at once: a call to the
 // daemon runs in a goroutine (one at a time; the view disables the controls
 // meanwhile) and its failure lands in the model.
@@ -262,11 +334,23 @@ func (c *Controller) Do(in viewmodel.Intent) {
 	case viewmodel.IntentDismiss:
 		c.update(func(m *viewmodel.Model) { m.Failure = nil })
 		return
+	case viewmodel.IntentAskForget, viewmodel.IntentCancelForget:
+		c.update(func(m *viewmodel.Model) { m.ConfirmForget = in.Kind == viewmodel.IntentAskForget })
+		return
+	case viewmodel.IntentPhraseDone:
+		c.update(func(m *viewmodel.Model) { m.NewPhrase = "" })
+		c.log.Info("the new account's recovery phrase is no longer shown")
+		return
 	case viewmodel.IntentConnect, viewmodel.IntentDisconnect, viewmodel.IntentMode,
-		viewmodel.IntentEntry, viewmodel.IntentExit, viewmodel.IntentSetting:
+		viewmodel.IntentEntry, viewmodel.IntentExit, viewmodel.IntentSetting,
+		viewmodel.IntentCreateAccount, viewmodel.IntentImportAccount, viewmodel.IntentForgetAccount:
 	default:
 		return
 	}
+	// The recovery phrase goes to the daemon and nowhere else: not into
+	// the log, nor into the model (Busy, Failure).
+	secret := in.Secret
+	in.Secret = ""
 	var snapshot viewmodel.Model
 	busy := false
 	c.update(func(m *viewmodel.Model) {
@@ -275,6 +359,9 @@ func (c *Controller) Do(in viewmodel.Intent) {
 			return
 		}
 		m.Busy, m.Failure = in, nil
+		if in.Kind == viewmodel.IntentForgetAccount {
+			m.ConfirmForget = false
+		}
 		snapshot = *m
 	})
 	if busy {
@@ -286,7 +373,7 @@ func (c *Controller) Do(in viewmodel.Intent) {
 		defer c.calls.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		defer cancel()
-		err := c.call(ctx, in, snapshot)
+		apply, err := c.call(ctx, in, secret, snapshot)
 		if err != nil {
 			c.log.Info("call failed", "intent", in.Kind, "key", in.Key, "value", in.Value, "err", err)
 		} else {
@@ -297,15 +384,19 @@ func (c *Controller) Do(in viewmodel.Intent) {
 			if err != nil {
 				m.Failure = viewmodel.FailureOf(in, err)
 			}
+			if apply != nil {
+				apply(m)
+			}
 		})
 	}()
 }
 
 // call makes the daemon call for in. A new mode or gateway choice while
 // the tunnel is up (or coming up) goes with a connect request, so the daemon
-// reconnects with it; otherwise it is saved to the settings.
-func (c *Controller) call(ctx context.Context, in viewmodel.Intent, m viewmodel.Model) error {
-	var err error
+// reconnects with it; otherwise it is saved to the settings. An account
+// call returns what to put into the model (apply, run with the call's
+// end); secret is the phrase of an import.
+func (c *Controller) call(ctx context.Context, in viewmodel.Intent, secret string, m viewmodel.Model) (apply func(*viewmodel.Model), err error) {
 	switch in.Kind {
 	case viewmodel.IntentConnect:
 		_, err = c.client.Connect(ctx, api.ConnectRequest{})
@@ -333,11 +424,38 @@ func (c *Controller) call(ctx context.Context, in viewmodel.Intent, m viewmodel.
 	case viewmodel.IntentSetting:
 		p, perr := viewmodel.PatchFor(in.Key, in.Value)
 		if perr != nil {
-			return &api.APIError{Code: api.CodeInvalidSetting, Message: perr.Error()}
+			return nil, &api.APIError{Code: api.CodeInvalidSetting, Message: perr.Error()}
 		}
 		_, err = c.client.UpdateSettings(ctx, p)
+	case viewmodel.IntentCreateAccount:
+		created, cerr := c.client.CreateAccount(ctx)
+		if cerr != nil {
+			return nil, cerr
+		}
+		return func(m *viewmodel.Model) {
+			c.setAccount(m, created.Account)
+			m.NewPhrase = created.Phrase
+		}, nil
+	case viewmodel.IntentImportAccount:
+		if strings.TrimSpace(secret) == "" {
+			return nil, &api.APIError{Code: api.CodeBadPhrase, Message: "no recovery phrase given"}
+		}
+		a, ierr := c.client.ImportAccount(ctx, secret)
+		if ierr != nil {
+			return nil, ierr
+		}
+		return func(m *viewmodel.Model) { c.setAccount(m, a) }, nil
+	case viewmodel.IntentForgetAccount:
+		a, ferr := c.client.ForgetAccount(ctx)
+		if ferr != nil {
+			return nil, ferr
+		}
+		return func(m *viewmodel.Model) {
+			c.setAccount(m, a)
+			m.ConfirmForget = false
+		}, nil
 	default:
-		return errors.New("nothing to do")
+		return nil, errors.New("nothing to do")
 	}
-	return err
+	return nil, err
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,7 +25,14 @@ const waitTimeout = 30 * time.Second
 // ends.
 func startController(t *testing.T, path string) *Controller {
 	t.Helper()
-	c := NewController(client.New(path), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return startControllerLog(t, path, io.Discard)
+}
+
+// startControllerLog is startController with the controller's log (debug
+// and up) written to w.
+func startControllerLog(t *testing.T, path string, w io.Writer) *Controller {
+	t.Helper()
+	c := NewController(client.New(path), slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -236,6 +244,267 @@ func TestControllerReadOnly(t *testing.T) {
 		return nil
 	})
 	screen(t, "forbidden", m, viewmodel.PageMain, "You may not change the VPN", "nymvpn group")
+
+	// The account page: the same note, and creating is refused alike.
+	m = waitModel(t, c, "account looked up", func(m viewmodel.Model) error {
+		if !m.AccountLoaded {
+			return fmt.Errorf("account not looked up")
+		}
+		return nil
+	})
+	screen(t, "read-only account", m, viewmodel.PageAccount, "You can watch the VPN but not change it.", "Create account")
+	c.Do(viewmodel.Intent{Kind: viewmodel.IntentCreateAccount})
+	m = waitModel(t, c, "create refused", func(m viewmodel.Model) error {
+		if m.Failure == nil || m.Failure.Code != api.CodeForbidden || m.Failure.Intent.Kind != viewmodel.IntentCreateAccount || m.Busy.Kind != "" {
+			return fmt.Errorf("failure %+v", m.Failure)
+		}
+		return nil
+	})
+	if m.AccountExists() || m.NewPhrase != "" {
+		t.Errorf("a reader created an account: %+v", m.Account)
+	}
+	screen(t, "create forbidden", m, viewmodel.PageAccount, "You may not change the VPN", "You can watch the VPN but not change it.")
+}
+
+// syncBuffer is a buffer safe for concurrent writes and reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestControllerAccount drives the account page's calls against the fake
+// daemon's wallet: a refused phrase, create (the phrase shown once, then
+// let go of), tickets live from the stream, forget refused while connected,
+// forget with its confirmation, import, changes made by another client;
+// the phrase never reaches the log or stays in the model.
+func TestControllerAccount(t *testing.T) {
+	d := newFakeDaemon(t)
+	d.start(t, nil)
+	var logs syncBuffer
+	c := startControllerLog(t, d.path, &logs)
+	idle := func(m viewmodel.Model) error {
+		if m.Link != viewmodel.LinkUp || m.Busy.Kind != "" {
+			return fmt.Errorf("link %v, busy %q", m.Link, m.Busy.Kind)
+		}
+		return nil
+	}
+	failed := func(code string) func(viewmodel.Model) error {
+		return func(m viewmodel.Model) error {
+			if err := idle(m); err != nil {
+				return err
+			}
+			if m.Failure == nil || m.Failure.Code != code {
+				return fmt.Errorf("failure %+v, want %s", m.Failure, code)
+			}
+			return nil
+		}
+	}
+	m := waitModel(t, c, "no account", func(m viewmodel.Model) error {
+		if err := idle(m); err != nil {
+			return err
+		}
+		if !m.AccountLoaded || m.AccountExists() || m.Status.Tickets == nil {
+			return fmt.Errorf("account %+v loaded %v, tickets %+v", m.Account, m.AccountLoaded, m.Status.Tickets)
+		}
+		return nil
+	})
+	screen(t, "no account", m, viewmodel.PageAccount, "There is no account on this computer.", "Create account", "IMPORT AN ACCOUNT", "Show the words")
+
+	// A phrase that is not one: plain words, and the phrase is nowhere in
+	// the model.
+	c.Do(viewmodel.Intent{Kind: viewmodel.IntentImportAccount, Secret: "legal winner thank"})
+	m = waitModel(t, c, "bad phrase", failed(api.CodeBadPhrase))
+	if m.Failure.Intent.Secret != "" || strings.Contains(fmt.Sprintf("%+v", m), "legal winner") {
+		t.Errorf("the phrase stayed in the model: %+v", m.Failure)
+	}
+	screen(t, "bad phrase", m, viewmodel.PageAccount, "That isn't a recovery phrase", "It has 3 words; a recovery phrase has 24.")
+	// An empty field is refused without asking the daemon.
+	d.b.mu.Lock()
+	asked := len(d.b.phrases)
+	d.b.mu.Unlock()
+	c.Do(viewmodel.Intent{Kind: viewmodel.IntentDismiss})
+	c.Do(viewmodel.Intent{Kind: viewmodel.IntentImportAccount, Secret: "  "})
+	m = waitModel(t, c, "empty phrase", failed(api.CodeBadPhrase))
+	d.b.mu.Lock()
+	if len(d.b.phrases) != asked {
+		t.Error("an empty phrase was sent to the daemon")
+	}
+	d.b.mu.Unlock()
+	screen(t, "empty phrase", m, viewmodel.PageAccount, "No words were entered.")
+
+	// Create: the account and its tickets; the phrase waits to be written
+	// down, on the account page wherever the window was.
+	c.Do(viewmodel.Intent{Kind: viewmodel.IntentCreateAccount})
+	m = waitModel(t, c, "created", func(m viewmodel.Model) error {
+		if err := idle(m); err != nil {
+			return err
+		}
+		if !m.AccountExists() || m.Account.ID != fakeAccountID || m.NewPhrase != fakePhrase || m.Failure != nil {
+			return fmt.Errorf("account %+v, phrase %v, failure %+v", m.Account, m.NewPhrase != "", m.Failure)
+		}
+		return nil
+	})
+	screen(t, "new phrase", m, viewmodel.PageMain, "Write down your recovery phrase", "This is the only time it is shown.", fakePhrase,
+		"I have written it down", fakeAccountID, "Fast entry", "50", "0 · fetching more…")
+	c.Do(viewmodel.Intent{Kind: viewmodel.IntentPhraseDone})
+	m = waitModel(t, c, "phrase let go of", func(m viewmodel.Model) error {
+		if m.NewPhrase != "" {
+			return fmt.Errorf("the phrase is still in the model")
+		}
+		return nil
+	})
+	if strings.Contains(fmt.Sprintf("%+v", m), "legal winner") {
+		t.Error("the phrase stayed in the model")
+	}
+	screen(t, "account", m, viewmodel.PageAccount, fakeAccountID, "Created", "TICKETS LEFT", "Forget account…")
+
+	// Creating again: refused in plain words.
+	c.Do(viewmodel.Intent{Kind: viewmodel.IntentCreateAccount})
+	m = waitModel(t, c, "account exists", failed(api.CodeAccountExists))
+	if m.NewPhrase != "" {
+		t.Error("a refused create left a phrase")
+	}
+	screen(t, "account exists", m, viewmodel.PageAccount, "An account is already set up", "forget this one first")
+	c.Do(viewmodel.Intent{Kind: viewmodel.IntentDismiss})
+
+	// Tickets left follow the event stream.
+	d.b.spend(3)
+	m = waitModel(t, c, "tickets spent", func(m viewmodel.Model) error {
+		if n := m.Status.Tickets.Left[api.TicketFastEntry]; n != 47 {
+			return fmt.Errorf("fast-entry %d", n)
+		}
+		return nil
+	})
+	screen(t, "tickets spent", m, viewmodel.PageAccount, "47")
+
+	// Not while connected: tunnel_active in plain words.
+	c.Do(viewmodel.Intent{Kind: viewmodel.IntentConnect})
+	waitModel(t, c, "connected", kind(api.Connected))
+	c.Do(viewmodel.Intent{Kind: viewmodel.IntentAskForget})
+	m = waitModel(t, c, "asked", func(m viewmodel.Model) error {
+		if !m.ConfirmForget {
+			return fmt.Errorf("no question")
+		}
+		return nil
+	})
+	screen(t, "confirm forget", m, viewmodel.PageAccount, "Forget account q3Yt0m8c… and delete its tickets from this computer?", "Cancel")
+	c.Do(viewmodel.Intent{Kind: viewmodel.IntentForgetAccount})
+	m = waitModel(t, c, "tunnel active", failed(api.CodeTunnelActive))
+	if !m.AccountExists() || m.ConfirmForget {
+		t.Errorf("after the refusal: exists %v, asking %v", m.AccountExists(), m.ConfirmForget)
+	}
+	screen(t, "tunnel active", m, viewmodel.PageAccount, "Disconnect first", "Disconnect, then forget the account.")
+	c.Do(viewmodel.Intent{Kind: viewmodel.IntentDisconnect})
+	waitModel(t, c, "disconnected", kind(api.Disconnected))
+
+	// Ask, take it back, ask again and forget.
+	c.Do(viewmodel.Intent{Kind: viewmodel.IntentAskForget})
+	c.Do(viewmodel.Intent{Kind: viewmodel.IntentCancelForget})
+	if c.Model().ConfirmForget {
+		t.Error("cancel kept the question")
+	}
+	c.Do(viewmodel.Intent{Kind: viewmodel.IntentAskForget})
+	c.Do(viewmodel.Intent{Kind: viewmodel.IntentForgetAccount})
+	m = waitModel(t, c, "forgotten", func(m viewmodel.Model) error {
+		if err := idle(m); err != nil {
+			return err
+		}
+		if m.AccountExists() || m.Account.Exists || m.ConfirmForget || m.Failure != nil {
+			return fmt.Errorf("account %+v, asking %v, failure %+v", m.Account, m.ConfirmForget, m.Failure)
+		}
+		return nil
+	})
+	screen(t, "forgotten", m, viewmodel.PageAccount, "There is no account on this computer.")
+
+	// Import the phrase (spacing and case do not matter to the daemon).
+	c.Do(viewmodel.Intent{Kind: viewmodel.IntentImportAccount, Secret: "  " + strings.ToUpper(fakePhrase) + "\n"})
+	m = waitModel(t, c, "imported", func(m viewmodel.Model) error {
+		if err := idle(m); err != nil {
+			return err
+		}
+		if !m.AccountExists() || m.Account.ID != fakeAccountID || m.Account.Created == nil || m.NewPhrase != "" || m.Failure != nil {
+			return fmt.Errorf("account %+v, failure %+v", m.Account, m.Failure)
+		}
+		return nil
+	})
+
+	// Another client (the CLI) forgets and creates: the app looks the
+	// account up again by itself.
+	if _, err := d.b.ForgetAccount(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitModel(t, c, "forgotten elsewhere", func(m viewmodel.Model) error {
+		if m.AccountExists() || m.Account.Exists {
+			return fmt.Errorf("account %+v", m.Account)
+		}
+		return nil
+	})
+	if _, err := d.b.CreateAccount(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m = waitModel(t, c, "created elsewhere", func(m viewmodel.Model) error {
+		if !m.AccountExists() || m.Account.ID != fakeAccountID {
+			return fmt.Errorf("account %+v", m.Account)
+		}
+		return nil
+	})
+	if m.NewPhrase != "" {
+		t.Error("another client's phrase reached the app")
+	}
+
+	// No phrase ever reached the log.
+	d.b.mu.Lock()
+	phrases := append([]string(nil), d.b.phrases...)
+	d.b.mu.Unlock()
+	log := logs.String()
+	for _, p := range phrases {
+		for _, w := range []string{p, strings.TrimSpace(p), strings.ToUpper(fakePhrase), "legal winner"} {
+			if w != "" && strings.Contains(log, w) {
+				t.Errorf("the log holds a phrase %q:\n%s", w, log)
+			}
+		}
+	}
+	if !strings.Contains(log, "intent=create_account") || !strings.Contains(log, "intent=import_account") {
+		t.Errorf("the log lacks the account's calls:\n%s", log)
+	}
+}
+
+// TestControllerNoWallet: a daemon that keeps no account (no
+// AccountBackend, no tickets in its status): the page says so.
+func TestControllerNoWallet(t *testing.T) {
+	d := newFakeDaemon(t)
+	d.noWallet()
+	d.start(t, nil)
+	c := startController(t, d.path)
+	m := waitModel(t, c, "no wallet", func(m viewmodel.Model) error {
+		if m.AccountError == nil || m.AccountError.Code != api.CodeNotSupported {
+			return fmt.Errorf("account error %+v", m.AccountError)
+		}
+		return nil
+	})
+	screen(t, "no wallet", m, viewmodel.PageAccount, "This version of the VPN service keeps no account")
+	c.Do(viewmodel.Intent{Kind: viewmodel.IntentCreateAccount})
+	m = waitModel(t, c, "create unsupported", func(m viewmodel.Model) error {
+		if m.Failure == nil || m.Failure.Code != api.CodeNotSupported {
+			return fmt.Errorf("failure %+v", m.Failure)
+		}
+		return nil
+	})
+	if e := viewmodel.ExplainFailure(m.Failure, "linux"); e.Title != "This version of the VPN service keeps no account" {
+		t.Errorf("explained as %+v", e)
+	}
 }
 
 // TestControllerPermission: a socket the user may not open is the

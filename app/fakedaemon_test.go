@@ -3,11 +3,13 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,7 +31,112 @@ type backend struct {
 	release  func()        // of the last holdConnects
 	connects []api.ConnectRequest
 	wg       sync.WaitGroup
+
+	// account is the wallet's account (nil: none), phrases every phrase
+	// handed out or taken, so tests can look for them in logs.
+	account *api.Account
+	phrases []string
 }
+
+// fakePhrase is the one recovery phrase the fake backend creates and
+// imports (a valid BIP39 phrase).
+const fakePhrase = "legal winner thank year wave sausage worth useful legal winner thank year wave sausage worth useful legal winner thank year wave sausage worth title"
+
+// fakeAccountID is its account's id.
+const fakeAccountID = "q3Yt0m8cXzqfVv8sQd0m2c8Q1kq0cJ9o0m7VZ3v9r1A="
+
+// noTickets is the wallet without an account.
+func noTickets() api.Tickets {
+	return api.Tickets{Left: map[string]int{api.TicketFastEntry: 0, api.TicketFastExit: 0, api.TicketMixnetEntry: 0, api.TicketMixnetExit: 0}}
+}
+
+// Account, CreateAccount, ImportAccount, ForgetAccount and Tickets make the
+// fake backend a control.AccountBackend, as the daemon's wallet: a new
+// account gets a book of 50 fast-entry and fast-exit tickets at once and
+// is fetching mixnet ones.
+func (b *backend) Account(context.Context) (api.Account, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.account == nil {
+		return api.Account{}, nil
+	}
+	return *b.account, nil
+}
+
+func (b *backend) CreateAccount(context.Context) (api.AccountCreated, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.account != nil {
+		return api.AccountCreated{}, &api.APIError{Code: api.CodeAccountExists,
+			Message: "an account is already set up (" + b.account.ID + "); to replace it, run `nymvpn account forget` first"}
+	}
+	b.setAccountLocked()
+	b.phrases = append(b.phrases, fakePhrase)
+	return api.AccountCreated{Account: *b.account, Phrase: fakePhrase}, nil
+}
+
+func (b *backend) ImportAccount(_ context.Context, phrase string) (api.Account, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.phrases = append(b.phrases, phrase)
+	if strings.Join(strings.Fields(strings.ToLower(phrase)), " ") != fakePhrase {
+		// As the daemon's: what is wrong, never the words.
+		return api.Account{}, &api.APIError{Code: api.CodeBadPhrase,
+			Message: fmt.Sprintf("not a recovery phrase: it has %d words; want the 24 words `nymvpn account create` showed, in order", len(strings.Fields(phrase)))}
+	}
+	if b.account != nil {
+		return *b.account, nil
+	}
+	b.setAccountLocked()
+	return *b.account, nil
+}
+
+func (b *backend) setAccountLocked() {
+	created := time.Now().UTC().Truncate(time.Second)
+	b.account = &api.Account{Exists: true, ID: fakeAccountID, Created: &created}
+	exp := created.Add(7 * 24 * time.Hour)
+	b.hub.SetTickets(api.Tickets{Account: true,
+		Left:       map[string]int{api.TicketFastEntry: 50, api.TicketFastExit: 50, api.TicketMixnetEntry: 0, api.TicketMixnetExit: 0},
+		NextExpiry: &exp, Refilling: []string{api.TicketMixnetEntry, api.TicketMixnetExit},
+		Books: []api.Ticketbook{{Type: api.TicketFastEntry, Expires: exp, Total: 50, Remaining: 50},
+			{Type: api.TicketFastExit, Expires: exp, Total: 50, Remaining: 50}}})
+}
+
+func (b *backend) ForgetAccount(context.Context) (api.Account, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.account == nil {
+		return api.Account{}, &api.APIError{Code: api.CodeNoAccount, Message: "there is no account: run `nymvpn account create` or `nymvpn account import`"}
+	}
+	switch b.hub.Status().State.Kind {
+	case api.Connecting, api.Connected, api.Disconnecting:
+		return api.Account{}, &api.APIError{Code: api.CodeTunnelActive,
+			Message: "the tunnel is paid with this account's tickets: disconnect first (`nymvpn disconnect`)"}
+	}
+	b.account = nil
+	b.hub.SetTickets(noTickets())
+	return api.Account{}, nil
+}
+
+func (b *backend) Tickets(context.Context) (api.Tickets, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.account == nil {
+		return api.Tickets{}, &api.APIError{Code: api.CodeNoAccount, Message: "there is no account"}
+	}
+	return *b.hub.Status().Tickets, nil
+}
+
+// spend spends n fast-entry tickets, as a connection paying its way.
+func (b *backend) spend(n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := *b.hub.Status().Tickets
+	t.Left[api.TicketFastEntry] -= n
+	b.hub.SetTickets(t)
+}
+
+var _ control.AccountBackend = (*backend)(nil)
 
 func (b *backend) Connect(_ context.Context, req api.ConnectRequest) (api.State, error) {
 	var p api.SettingsPatch
@@ -152,6 +259,19 @@ type fakeDaemon struct {
 	mu   sync.Mutex
 	srv  *control.Server
 	done chan error
+	// plain is set for a daemon that keeps no account (noWallet).
+	plain bool
+}
+
+// noWallet makes d a daemon without an account: its backend is no
+// control.AccountBackend and its status carries no tickets. Call before
+// start.
+func (d *fakeDaemon) noWallet() {
+	d.plain = true
+	st := d.hub.Status()
+	st.Tickets = nil
+	d.hub = control.NewHub(st)
+	d.b.hub = d.hub
 }
 
 // newFakeDaemon prepares a daemon on a socket in a fresh directory (short,
@@ -166,6 +286,7 @@ func newFakeDaemon(t *testing.T) *fakeDaemon {
 	d := &fakeDaemon{path: filepath.Join(dir, "nymvpnd.sock")}
 	d.hub = control.NewHub(api.Status{State: api.State{Kind: api.Disconnected}, Target: "disconnected",
 		Settings: api.DefaultSettings(), Daemon: api.DaemonInfo{Version: "v-test", PID: 4242}})
+	d.hub.SetTickets(noTickets())
 	d.b = &backend{hub: d.hub}
 	t.Cleanup(func() {
 		d.stop(t)
@@ -185,7 +306,11 @@ func (d *fakeDaemon) start(t *testing.T, authz control.Authorizer) {
 	if authz == nil {
 		authz = &control.Policy{OperatorUID: os.Geteuid()}
 	}
-	srv, err := control.New(control.Config{Backend: d.b, Hub: d.hub, Authorizer: authz,
+	var b control.Backend = d.b
+	if d.plain {
+		b = struct{ control.Backend }{d.b} // only the Backend's methods
+	}
+	srv, err := control.New(control.Config{Backend: b, Hub: d.hub, Authorizer: authz,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

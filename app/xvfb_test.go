@@ -290,6 +290,12 @@ func TestAppUnderXvfb(t *testing.T) {
 	w.Click(t, w.Header())
 	at = w.WaitShows(t, at, "main", "Not connected", "")
 
+	// The account page and back.
+	w.Click(t, w.Account())
+	at = w.WaitShows(t, at, "account", "Not connected", "")
+	w.Click(t, w.Header())
+	at = w.WaitShows(t, at, "main", "Not connected", "")
+
 	// The daemon goes away: the not-running screen, a notification, the
 	// tray says so; it comes back: the app recovers by itself.
 	d.stop(t)

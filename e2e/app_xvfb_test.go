@@ -21,10 +21,11 @@ import (
 // xdotool clicks Connect; the daemon reports Connected and the window shows
 // it. On the way it photographs every state: disconnected, connecting (the
 // entry gateway is paused with SIGSTOP to hold the daemon in a stage),
-// connected, the settings page, the daemon not running, and an error state
-// (the restarted daemon finds its TUN's name taken by another link). With
-// NYMVPN_SCREENSHOTS=DIR the PNGs are written there (docs/screenshots/ holds
-// the committed ones), else into the test's temporary directory.
+// connected, the settings and account pages, the daemon not running, and an
+// error state (the restarted daemon finds its TUN's name taken by another
+// link). With NYMVPN_SCREENSHOTS=DIR the PNGs are written there
+// (docs/screenshots/ holds the committed ones), else into the test's
+// temporary directory.
 func TestAppWithDaemon(t *testing.T) {
 	netnstest.RequireRoot(t)
 	requireTUN(t)
@@ -91,6 +92,17 @@ func TestAppWithDaemon(t *testing.T) {
 	w.Click(t, w.Header())
 	at = w.WaitShows(t, at, "settings", "Connected", "")
 	shoot(w, "settings", viewmodel.Button{Color: viewmodel.Red})
+	w.Click(t, w.Header())
+	at = w.WaitShows(t, at, "main", "Connected", "")
+
+	// The account page (this network's gateways take no tickets and the
+	// daemon has no account: it offers to create or import one), and back.
+	w.Click(t, w.Account())
+	at = w.WaitShows(t, at, "account", "Connected", "")
+	shoot(w, "account", viewmodel.Button{Color: viewmodel.Red})
+	if tk := status(t, mustNymvpn).Tickets; tk == nil || tk.Account {
+		t.Errorf("the daemon's tickets: %+v", tk)
+	}
 	w.Click(t, w.Header())
 	at = w.WaitShows(t, at, "main", "Connected", "")
 

@@ -123,6 +123,9 @@ func (w *Window) Primary() image.Rectangle { return ui.PrimaryButton(w.Size, w.M
 // Header is where the header's button (Settings, Back) is.
 func (w *Window) Header() image.Rectangle { return ui.HeaderButton(w.Size, w.Metric) }
 
+// Account is where the header's Account button is (main screen).
+func (w *Window) Account() image.Rectangle { return ui.AccountButton(w.Size, w.Metric) }
+
 // Click clicks the centre of r.
 func (w *Window) Click(t testing.TB, r image.Rectangle) {
 	t.Helper()

@@ -51,10 +51,21 @@ func PrimaryButton(size image.Point, m unit.Metric) image.Rectangle {
 	return image.Rect(m.Dp(margin), top, size.X-m.Dp(margin), top+m.Dp(buttonHeight))
 }
 
-// HeaderButton is where the header's button is (Settings on the main
-// screen, Back on the settings page): its centre is a safe place to click.
+// headerButtonWidth is the width of the header's buttons, in dp.
+const headerButtonWidth = 96
+
+// HeaderButton is where the header's right button is (Settings on the main
+// screen, Back on the settings and account pages): its centre is a safe
+// place to click.
 func HeaderButton(size image.Point, m unit.Metric) image.Rectangle {
-	return image.Rect(size.X-m.Dp(margin+110), m.Dp(8), size.X-m.Dp(margin), m.Dp(headerHeight-8))
+	return image.Rect(size.X-m.Dp(margin+headerButtonWidth), m.Dp(8), size.X-m.Dp(margin), m.Dp(headerHeight-8))
+}
+
+// AccountButton is where the header's Account button is (main screen),
+// left of HeaderButton.
+func AccountButton(size image.Point, m unit.Metric) image.Rectangle {
+	r := HeaderButton(size, m)
+	return r.Sub(image.Pt(m.Dp(headerButtonWidth+8), 0))
 }
 
 var (
@@ -74,7 +85,9 @@ type UI struct {
 	th                         *material.Theme
 	icon                       paint.ImageOp
 	primary, secondary, header widget.Clickable
-	dismiss                    widget.Clickable
+	accountHeader              widget.Clickable
+	dismiss, open              widget.Clickable
+	acct                       accountWidgets
 	mode                       widget.Enum
 	entry, exit                picker
 	toggles                    map[string]*widget.Bool
@@ -102,6 +115,7 @@ func New() *UI {
 	th.Palette.Fg, th.Palette.Bg, th.Palette.ContrastBg = ink, paper, viewmodel.Blue
 	u := &UI{th: th, toggles: map[string]*widget.Bool{}, fields: map[string]*field{}}
 	u.list.Axis = layout.Vertical
+	u.acct.phrase.SingleLine, u.acct.phrase.Submit, u.acct.phrase.Mask = true, true, '•'
 	if img, err := png.Decode(bytes.NewReader(assets.AppIcon(false))); err == nil {
 		u.icon = paint.NewImageOp(img)
 	}
@@ -157,11 +171,29 @@ func (u *UI) update(gtx layout.Context, v viewmodel.View) []viewmodel.Intent {
 	}
 	if u.header.Clicked(gtx) {
 		switch {
-		case v.Screen == viewmodel.ScreenSettings:
-			u.Page = viewmodel.PageMain
+		case v.Screen == viewmodel.ScreenSettings || v.Screen == viewmodel.ScreenAccount:
+			if v.CanGoBack {
+				u.Page = viewmodel.PageMain
+			}
 		case v.CanOpenSettings:
 			u.Page = viewmodel.PageSettings
 		}
+		clicked = true
+	}
+	if u.accountHeader.Clicked(gtx) {
+		if v.Screen == viewmodel.ScreenMain && v.CanOpenSettings {
+			u.Page = viewmodel.PageAccount
+		}
+		clicked = true
+	}
+	if u.open.Clicked(gtx) {
+		if v.Problem != nil && v.Problem.Open != viewmodel.PageMain {
+			u.Page = v.Problem.Open
+		}
+		clicked = true
+	}
+	if in := u.updateAccount(gtx, v); len(in) > 0 {
+		out = append(out, in...)
 		clicked = true
 	}
 	if clicked {
@@ -258,18 +290,25 @@ func (u *UI) layoutHeader(gtx layout.Context, v viewmodel.View) layout.Dimension
 	})
 	label := ""
 	switch {
-	case v.Screen == viewmodel.ScreenSettings:
-		label = "Back"
+	case v.Screen == viewmodel.ScreenSettings || v.Screen == viewmodel.ScreenAccount:
+		if v.CanGoBack {
+			label = "Back"
+		}
 	case v.CanOpenSettings:
 		label = "Settings"
+		u.headerButton(gtx, AccountButton(size, gtx.Metric), &u.accountHeader, "Account")
 	}
 	if label != "" {
-		r := HeaderButton(size, gtx.Metric)
-		defer op.Offset(r.Min).Push(gtx.Ops).Pop()
-		gtx.Constraints = layout.Exact(r.Size())
-		u.flatButton(gtx, &u.header, label)
+		u.headerButton(gtx, HeaderButton(size, gtx.Metric), &u.header, label)
 	}
 	return layout.Dimensions{Size: size}
+}
+
+// headerButton lays out a flat button at r.
+func (u *UI) headerButton(gtx layout.Context, r image.Rectangle, c *widget.Clickable, label string) {
+	defer op.Offset(r.Min).Push(gtx.Ops).Pop()
+	gtx.Constraints = layout.Exact(r.Size())
+	u.flatButton(gtx, c, label)
 }
 
 // flatButton is a button without hover, focus or ripple looks: it keeps
@@ -336,6 +375,8 @@ func (u *UI) layoutBody(gtx layout.Context, v viewmodel.View) layout.Dimensions 
 		ws = u.daemonWidgets(v)
 	case viewmodel.ScreenSettings:
 		ws = u.settingsWidgets(v)
+	case viewmodel.ScreenAccount:
+		ws = u.accountWidgets(v)
 	default:
 		ws = u.mainWidgets(v)
 	}
@@ -379,13 +420,9 @@ func (u *UI) mainWidgets(v viewmodel.View) []layout.Widget {
 		})
 	}
 	if e := v.Problem; e != nil {
-		ws = append(ws, u.problem(e, v.Dismiss))
+		ws = append(ws, u.problemOpen(e, v.Dismiss, e.Open != viewmodel.PageMain))
 	}
-	for _, n := range v.Notices {
-		ws = append(ws, u.card(noticeB, func(gtx layout.Context) layout.Dimensions {
-			return material.Body2(u.th, n).Layout(gtx)
-		}))
-	}
+	ws = append(ws, u.notices(v)...)
 	if len(v.Rows) > 0 {
 		ws = append(ws, u.rows(v.Rows))
 	}
@@ -394,7 +431,28 @@ func (u *UI) mainWidgets(v viewmodel.View) []layout.Widget {
 	return ws
 }
 
+// notices are the view's notices, as cards.
+func (u *UI) notices(v viewmodel.View) []layout.Widget {
+	var ws []layout.Widget
+	for _, n := range v.Notices {
+		ws = append(ws, u.card(noticeB, func(gtx layout.Context) layout.Dimensions {
+			return material.Body2(u.th, n).Layout(gtx)
+		}))
+	}
+	return ws
+}
+
+// pageNames name the pages a problem card can open.
+var pageNames = map[viewmodel.Page]string{viewmodel.PageSettings: "Settings", viewmodel.PageAccount: "Account"}
+
+// problem is a failure's card.
 func (u *UI) problem(e *viewmodel.Explanation, dismiss bool) layout.Widget {
+	return u.problemOpen(e, dismiss, false)
+}
+
+// problemOpen is a failure's card that, when open is set, also offers the
+// page where it can be fixed (e.Open).
+func (u *UI) problemOpen(e *viewmodel.Explanation, dismiss, open bool) layout.Widget {
 	return u.card(problemB, func(gtx layout.Context) layout.Dimensions {
 		children := []layout.FlexChild{
 			layout.Rigid(func(gtx layout.Context) layout.Dimensions {
@@ -409,12 +467,25 @@ func (u *UI) problem(e *viewmodel.Explanation, dismiss bool) layout.Widget {
 					layout.Rigid(material.Body2(u.th, s).Layout))
 			}
 		}
+		var buttons []layout.FlexChild
+		if open {
+			buttons = append(buttons, layout.Rigid(func(gtx layout.Context) layout.Dimensions {
+				b := material.Button(u.th, &u.open, "Open the "+pageNames[e.Open]+" page")
+				b.Background = viewmodel.Blue
+				return b.Layout(gtx)
+			}), layout.Rigid(layout.Spacer{Width: 8}.Layout))
+		}
 		if dismiss {
+			buttons = append(buttons, layout.Rigid(func(gtx layout.Context) layout.Dimensions {
+				b := material.Button(u.th, &u.dismiss, "Dismiss")
+				b.Background, b.Color = line, ink
+				return b.Layout(gtx)
+			}))
+		}
+		if len(buttons) > 0 {
 			children = append(children, layout.Rigid(layout.Spacer{Height: 8}.Layout),
 				layout.Rigid(func(gtx layout.Context) layout.Dimensions {
-					b := material.Button(u.th, &u.dismiss, "Dismiss")
-					b.Background, b.Color = line, ink
-					return b.Layout(gtx)
+					return layout.Flex{}.Layout(gtx, buttons...)
 				}))
 		}
 		return layout.Flex{Axis: layout.Vertical}.Layout(gtx, children...)

@@ -13,6 +13,7 @@ import (
 
 	"gioui.org/f32"
 	"gioui.org/io/event"
+	"gioui.org/io/key"
 	"gioui.org/io/pointer"
 
 	"github.com/nymvpn/nymvpn/app/ui"
@@ -32,6 +33,24 @@ func model(st api.State) viewmodel.Model {
 		Exits:   []api.Gateway{{ID: "exit-ch-1", Country: "CH"}}, GatewaysLoaded: true}
 }
 
+const (
+	testID     = "q3Yt0m8cXzqfVv8sQd0m2c8Q1kq0cJ9o0m7VZ3v9r1A="
+	testPhrase = "legal winner thank year wave sausage worth useful legal winner thank year wave sausage worth useful legal winner thank year wave sausage worth title"
+)
+
+func account() api.Account {
+	created := time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC)
+	return api.Account{Exists: true, ID: testID, Created: &created}
+}
+
+func tickets() *api.Tickets {
+	exp := now.Add(7 * 24 * time.Hour)
+	return &api.Tickets{Account: true,
+		Left:       map[string]int{api.TicketFastEntry: 49, api.TicketFastExit: 50, api.TicketMixnetEntry: 0, api.TicketMixnetExit: 0},
+		NextExpiry: &exp, Refilling: []string{api.TicketMixnetEntry, api.TicketMixnetExit},
+		Books: []api.Ticketbook{{Type: api.TicketFastEntry, Expires: exp, Total: 50, Remaining: 49}, {Type: api.TicketFastExit, Expires: exp, Total: 50, Remaining: 50}}}
+}
+
 func screens() map[string]struct {
 	m    viewmodel.Model
 	page viewmodel.Page
@@ -49,6 +68,21 @@ func screens() map[string]struct {
 		&api.APIError{Status: 501, Code: api.CodeNotSupported, Message: "mixnet mode is not available in this version yet"})
 	reader := model(api.State{Kind: api.Disconnected})
 	reader.Status.Caller.CanWrite = false
+	noAccount := model(api.State{Kind: api.Error, Mode: api.ModeFast, ErrorCode: api.CodeNoAccount,
+		Reason: "this network's gateways take tickets and there is no account: run `nymvpn account create` or `nymvpn account import`"})
+	withTickets := connected
+	withTickets.Status.Tickets, withTickets.Account, withTickets.AccountLoaded = tickets(), account(), true
+	phrase := withTickets
+	phrase.NewPhrase = testPhrase
+	forget := withTickets
+	forget.ConfirmForget = true
+	allowance := withTickets
+	allowance.Status.Tickets = tickets()
+	allowance.Status.Tickets.RefillError, allowance.Status.Tickets.RefillErrorCode = "your tickets ran out", api.CodeNoAllowance
+	empty := model(api.State{Kind: api.Disconnected})
+	empty.Status.Tickets, empty.AccountLoaded = &api.Tickets{Left: map[string]int{}}, true
+	emptyReader := empty
+	emptyReader.Status.Caller = &api.Caller{UID: 1000}
 	return map[string]struct {
 		m    viewmodel.Model
 		page viewmodel.Page
@@ -74,6 +108,21 @@ func screens() map[string]struct {
 			[]string{"You may not use the VPN service", "sudo usermod -aG nymvpn $USER"}},
 		"settings": {model(api.State{Kind: api.Disconnected}), viewmodel.PageSettings,
 			[]string{"Settings", "Back", "Kill switch", "Lockdown", "Allow local network", "IPv6", "Connect on start", "DNS servers", "Network directory", "Save"}},
+		"error-no-account": {noAccount, viewmodel.PageMain,
+			[]string{"No account to pay with", "Create or import an account on the Account page, then press Try again.", "Open the Account page", "Try again"}},
+		"account": {withTickets, viewmodel.PageAccount,
+			[]string{"Account", "Back", "Connected", "Disconnect", testID, "Created", "1 May 2026, 09:30", "TICKETS LEFT",
+				"Fast entry", "49", "Fast exit", "50", "Mixnet entry", "Mixnet exit", "0 · fetching more…", "expire on 8 May 2026, 12:00 (in 7 days)", "Forget account…"}},
+		"account-phrase": {phrase, viewmodel.PageMain, // shown on the account page wherever the user was
+			[]string{"Write down your recovery phrase", "This is the only time it is shown.", testPhrase, "I have written it down", testID}},
+		"account-forget": {forget, viewmodel.PageAccount,
+			[]string{"Forget account q3Yt0m8c… and delete its tickets from this computer?", "Only its recovery phrase can bring them back.", "Forget", "Cancel"}},
+		"account-no-allowance": {allowance, viewmodel.PageAccount,
+			[]string{"The account's allowance is used up", "Top up the account"}},
+		"account-none": {empty, viewmodel.PageAccount,
+			[]string{"There is no account on this computer.", "Create account", "IMPORT AN ACCOUNT", "recovery phrase (24 words)", "Import", "Show the words"}},
+		"account-read-only": {emptyReader, viewmodel.PageAccount,
+			[]string{"You can watch the VPN but not change it.", "Create account"}},
 	}
 }
 
@@ -235,5 +284,117 @@ func savePNG(t *testing.T, path string, img image.Image) {
 	defer f.Close()
 	if err := png.Encode(f, img); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAccountClicks: the account page from the header, its buttons, the
+// masked phrase field, the forget confirmation, the phrase shown once, and
+// the error card's way to the page.
+func TestAccountClicks(t *testing.T) {
+	r := uitest.NewRenderer(size)
+	m := model(api.State{Kind: api.Disconnected})
+	m.Status.Tickets, m.AccountLoaded = &api.Tickets{Left: map[string]int{}}, true
+	f := r.Layout(m, now)
+	if !f.Contains("Account") || !f.Contains("Settings") {
+		t.Fatalf("the header lacks Account or Settings:\n%s", strings.Join(f.Text, "\n"))
+	}
+	f = r.Layout(m, now, click(ui.AccountButton(size, r.Metric))...)
+	if f.View.Screen != viewmodel.ScreenAccount || len(f.Intents) != 0 || !f.Contains("Create account") {
+		t.Fatalf("after clicking Account: screen %v, intents %v", f.View.Screen, f.Intents)
+	}
+	f = r.Layout(m, now)
+	create, ok := f.Find("Create account")
+	if !ok {
+		t.Fatal("no Create account button")
+	}
+	if f = r.Layout(m, now, clickNear(create)...); len(f.Intents) != 1 || f.Intents[0].Kind != viewmodel.IntentCreateAccount {
+		t.Errorf("clicking Create account gave %v", f.Intents)
+	}
+
+	// Type a phrase into the masked field and import it: the intent
+	// carries it, the semantic tree never shows it.
+	field, ok := f.Find("recovery phrase (24 words)")
+	if !ok {
+		t.Fatal("no phrase field")
+	}
+	r.Layout(m, now, clickNear(field)...)
+	f = r.Layout(m, now, key.EditEvent{Text: testPhrase})
+	if f.Contains("legal winner") {
+		t.Errorf("the typed phrase shows in the semantic tree:\n%s", strings.Join(f.Text, "\n"))
+	}
+	imp, ok := f.Find("Import")
+	if !ok {
+		t.Fatal("no Import button")
+	}
+	f = r.Layout(m, now, clickNear(imp)...)
+	if len(f.Intents) != 1 || f.Intents[0].Kind != viewmodel.IntentImportAccount || f.Intents[0].Secret != testPhrase {
+		t.Errorf("clicking Import gave %+v", f.Intents)
+	}
+
+	// Leaving the page lets go of the typed phrase.
+	f = r.Layout(m, now, click(ui.HeaderButton(size, r.Metric))...)
+	if f.View.Screen != viewmodel.ScreenMain {
+		t.Fatalf("after Back: screen %v", f.View.Screen)
+	}
+	r.Layout(m, now) // the main screen's frame clears the field
+	r.UI.Page = viewmodel.PageAccount
+	f = r.Layout(m, now)
+	imp, _ = f.Find("Import")
+	f = r.Layout(m, now, clickNear(imp)...)
+	if len(f.Intents) != 1 || f.Intents[0].Secret != "" {
+		t.Errorf("after leaving the page the field still held %+v", f.Intents)
+	}
+
+	// With an account: forget asks first.
+	m.Status.Tickets, m.Account = tickets(), account()
+	f = r.Layout(m, now)
+	forget, ok := f.Find("Forget account…")
+	if !ok {
+		t.Fatalf("no Forget button:\n%s", strings.Join(f.Text, "\n"))
+	}
+	if f = r.Layout(m, now, clickNear(forget)...); len(f.Intents) != 1 || f.Intents[0].Kind != viewmodel.IntentAskForget {
+		t.Errorf("clicking Forget account gave %v", f.Intents)
+	}
+	m.ConfirmForget = true
+	f = r.Layout(m, now)
+	yes, ok := f.Find("Forget")
+	if !ok {
+		t.Fatalf("no confirmation:\n%s", strings.Join(f.Text, "\n"))
+	}
+	if f = r.Layout(m, now, clickNear(yes)...); len(f.Intents) != 1 || f.Intents[0].Kind != viewmodel.IntentForgetAccount {
+		t.Errorf("confirming gave %v", f.Intents)
+	}
+	no, _ := f.Find("Cancel")
+	if f = r.Layout(m, now, clickNear(no)...); len(f.Intents) != 1 || f.Intents[0].Kind != viewmodel.IntentCancelForget {
+		t.Errorf("cancelling gave %v", f.Intents)
+	}
+	m.ConfirmForget = false
+
+	// A new phrase: shown, no way back until it is written down.
+	m.NewPhrase = testPhrase
+	r.UI.Page = viewmodel.PageMain
+	f = r.Layout(m, now)
+	if f.View.Screen != viewmodel.ScreenAccount || !f.Contains(testPhrase) || f.Contains("Back") {
+		t.Fatalf("with a new phrase: screen %v:\n%s", f.View.Screen, strings.Join(f.Text, "\n"))
+	}
+	done, _ := f.Find("I have written it down")
+	if f = r.Layout(m, now, clickNear(done)...); len(f.Intents) != 1 || f.Intents[0].Kind != viewmodel.IntentPhraseDone {
+		t.Errorf("clicking I have written it down gave %v", f.Intents)
+	}
+	m.NewPhrase = ""
+	if f = r.Layout(m, now); f.Contains("legal winner") {
+		t.Error("the phrase still shows after it was written down")
+	}
+
+	// The error card of no_account leads to the page.
+	m = model(api.State{Kind: api.Error, Mode: api.ModeFast, ErrorCode: api.CodeNoAccount, Reason: "no account"})
+	r.UI.Page = viewmodel.PageMain
+	f = r.Layout(m, now)
+	open, ok := f.Find("Open the Account page")
+	if !ok {
+		t.Fatalf("no way to the account page:\n%s", strings.Join(f.Text, "\n"))
+	}
+	if f = r.Layout(m, now, clickNear(open)...); f.View.Screen != viewmodel.ScreenAccount || len(f.Intents) != 0 {
+		t.Errorf("after Open the Account page: screen %v, intents %v", f.View.Screen, f.Intents)
 	}
 }

@@ -2,6 +2,7 @@ package viewmodel
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/nymvpn/nymvpn/daemon/api"
@@ -12,6 +13,8 @@ type Explanation struct {
 	Title  string
 	Detail string
 	Fix    string
+	// Open is the page where the user can fix it (PageMain: none).
+	Open Page
 }
 
 // joinGroup says how a user gets the right to change the VPN.
@@ -42,9 +45,13 @@ func ExplainFailure(f *Failure, os string) Explanation {
 	what := map[IntentKind]string{
 		IntentConnect: "connect", IntentDisconnect: "disconnect", IntentMode: "change the mode",
 		IntentEntry: "change the entry", IntentExit: "change the exit", IntentSetting: "change the setting",
+		IntentCreateAccount: "create the account", IntentImportAccount: "import the account", IntentForgetAccount: "forget the account",
 	}[f.Intent.Kind]
 	if what == "" {
 		what = "do that"
+	}
+	if e, ok := explainAccountFailure(f, os); ok {
+		return e
 	}
 	switch f.Code {
 	case api.CodeNotSupported:
@@ -57,7 +64,7 @@ func ExplainFailure(f *Failure, os string) Explanation {
 			Fix: "Update the VPN service, or choose something else."}
 	case api.CodeForbidden:
 		return Explanation{Title: "You may not change the VPN",
-			Detail: "You can see the VPN's state, but only the administrator and members of the nymvpn group may connect, disconnect or change settings.",
+			Detail: "You can see the VPN's state, but only the administrator and members of the nymvpn group may connect, disconnect, change settings or the account.",
 			Fix:    joinGroup(os)}
 	case api.CodeNoDirectory:
 		return Explanation{Title: "No network is set up",
@@ -94,6 +101,22 @@ func ExplainState(st api.State, os string) Explanation {
 		e.Fix = "The gateway refused this connection. Choose other countries, or press Try again later."
 	case api.CodeInternal:
 		e.Fix = "Press Try again. If it keeps failing, the service's log says more: " + serviceLog(os) + "."
+	case api.CodeNoAccount:
+		e.Title = "No account to pay with"
+		e.Detail = "This network's gateways take tickets, and there is no account on this computer to get them with."
+		e.Fix, e.Open = "Create or import an account on the Account page, then press Try again.", PageAccount
+	case api.CodeNoAllowance:
+		e.Title = "Your tickets ran out"
+		e.Detail = "The issuers have no allowance left for your account, so the VPN can't get new tickets."
+		e.Fix, e.Open = "Top up the account (the Account page shows its id), then press Try again.", PageAccount
+	case api.CodeTicketRefused:
+		e.Title = "A gateway refused a ticket"
+		if strings.Contains(st.Reason, "stale") {
+			e.Detail = "The gateway took the ticket for an old one: this computer's clock may be wrong."
+			e.Fix = "Check this computer's date and time, then press Try again."
+		} else {
+			e.Fix = "Press Try again: the VPN pays with another ticket. If it keeps happening, choose other countries."
+		}
 	default:
 		e.Fix = "Press Try again, or choose other countries."
 	}
@@ -141,4 +164,77 @@ func sentence(s string) string {
 		s += "."
 	}
 	return s
+}
+
+// explainAccountFailure puts a failure of the account's calls (and of the
+// account's lookup, whose intent is empty), and the account's error codes,
+// in plain words.
+func explainAccountFailure(f *Failure, os string) (Explanation, bool) {
+	account := f.Intent.Kind == IntentCreateAccount || f.Intent.Kind == IntentImportAccount || f.Intent.Kind == IntentForgetAccount
+	switch f.Code {
+	case api.CodeUnavailable:
+		if account || strings.Contains(f.Message, "wallet") {
+			return Explanation{Title: "The VPN service can't open its wallet",
+				Detail: "The wallet keeps the account and its tickets. " + sentence(f.Message),
+				Fix:    "The service's log says more: " + serviceLog(os) + "."}, true
+		}
+	case api.CodeNotSupported:
+		if account {
+			return Explanation{Title: "This version of the VPN service keeps no account",
+				Detail: "It connects only to networks whose gateways take no tickets.",
+				Fix:    "Update the VPN service to pay with tickets."}, true
+		}
+	case api.CodeNoAccount:
+		if f.Intent.Kind == IntentForgetAccount {
+			return Explanation{Title: "There is no account to forget",
+				Detail: "This computer has no account (any more)."}, true
+		}
+		return Explanation{Title: "No account to pay with",
+			Detail: "This network's gateways take tickets, and there is no account on this computer to get them with.",
+			Fix:    "Create or import an account on the Account page.", Open: PageAccount}, true
+	case api.CodeAccountExists:
+		return Explanation{Title: "An account is already set up",
+			Detail: "This computer keeps one account at a time.",
+			Fix:    "To use another one, forget this one first (Forget account): its tickets are lost unless you kept its recovery phrase."}, true
+	case api.CodeBadPhrase:
+		return Explanation{Title: "That isn't a recovery phrase", Detail: badPhrase(f.Message),
+			Fix: "Enter the 24 words you wrote down when the account was created, in order, separated by spaces."}, true
+	case api.CodeTunnelActive:
+		return Explanation{Title: "Disconnect first",
+			Detail: "The VPN pays for the connection with this account's tickets, so the account can't be forgotten while connected or connecting.",
+			Fix:    "Disconnect, then forget the account."}, true
+	case api.CodeNoAllowance:
+		return Explanation{Title: "Your tickets ran out",
+			Detail: "The issuers have no allowance left for your account, so the VPN can't get new tickets.",
+			Fix:    "Top up the account (the Account page shows its id), then try again.", Open: PageAccount}, true
+	case api.CodeTicketRefused:
+		return Explanation{Title: "A gateway refused a ticket", Detail: sentence(f.Message),
+			Fix: "Try again: the VPN pays with another ticket. If it keeps happening, check this computer's clock or choose other countries."}, true
+	}
+	return Explanation{}, false
+}
+
+var (
+	wordCountRe = regexp.MustCompile(`it has (\d+) words?`)
+	wordRe      = regexp.MustCompile(`word (\d+) is not in`)
+)
+
+// badPhrase says what is wrong with a recovery phrase, from the daemon's
+// bad_phrase message (which never repeats the phrase's words).
+func badPhrase(msg string) string {
+	switch {
+	case strings.Contains(msg, "no recovery phrase"):
+		return "No words were entered."
+	case wordCountRe.MatchString(msg):
+		n := wordCountRe.FindStringSubmatch(msg)[1]
+		if n == "1" {
+			return "It has 1 word; a recovery phrase has 24."
+		}
+		return "It has " + n + " words; a recovery phrase has 24."
+	case wordRe.MatchString(msg):
+		return "Word " + wordRe.FindStringSubmatch(msg)[1] + " isn't one of the words recovery phrases are made of: check its spelling."
+	case strings.Contains(msg, "checksum"):
+		return "The words don't fit together: one is wrong or out of order."
+	}
+	return sentence(msg)
 }

@@ -78,6 +78,22 @@ const (
 	// IntentShowWindow and IntentQuit come from the tray.
 	IntentShowWindow IntentKind = "show"
 	IntentQuit       IntentKind = "quit"
+
+	// IntentCreateAccount creates an account; its recovery phrase then
+	// waits in Model.NewPhrase until IntentPhraseDone.
+	IntentCreateAccount IntentKind = "create_account"
+	// IntentImportAccount restores the account of the recovery phrase in
+	// Intent.Secret.
+	IntentImportAccount IntentKind = "import_account"
+	// IntentAskForget asks to confirm forgetting the account;
+	// IntentCancelForget takes the question back; IntentForgetAccount
+	// forgets it.
+	IntentAskForget     IntentKind = "ask_forget"
+	IntentCancelForget  IntentKind = "cancel_forget"
+	IntentForgetAccount IntentKind = "forget_account"
+	// IntentPhraseDone: the user wrote the new recovery phrase down; the app
+	// lets go of it.
+	IntentPhraseDone IntentKind = "phrase_done"
 )
 
 // Intent is something the user asked for.
@@ -85,6 +101,10 @@ type Intent struct {
 	Kind  IntentKind
 	Key   string
 	Value string
+	// Secret is the recovery phrase of IntentImportAccount. The controller
+	// takes it out of the intent before the intent is logged or kept (in
+	// Model.Busy, Failure.Intent): it is never logged or kept in the model.
+	Secret string
 }
 
 // Failure is a call to the daemon that failed.
@@ -147,6 +167,20 @@ type Model struct {
 	Busy Intent
 	// Failure is the last call's failure, until the next call or a dismiss.
 	Failure *Failure
+
+	// Account is the daemon's account (GET /v1/account: the event stream
+	// carries only whether there is one, in Status.Tickets); AccountLoaded
+	// is set once it arrived, AccountError when the last lookup failed
+	// (api.CodeNotSupported: a daemon that keeps no account).
+	Account       api.Account
+	AccountLoaded bool
+	AccountError  *Failure
+	// NewPhrase is the recovery phrase of the account just created, kept
+	// only until the user says it is written down (IntentPhraseDone).
+	NewPhrase string
+	// ConfirmForget is set while the app asks whether to forget the
+	// account.
+	ConfirmForget bool
 }
 
 // Connected reports whether the daemon is reachable and the tunnel up.
@@ -157,6 +191,15 @@ func (m *Model) Connected() bool {
 // CanWrite reports whether the daemon lets this user change things.
 func (m *Model) CanWrite() bool {
 	return m.Status.Caller == nil || m.Status.Caller.CanWrite
+}
+
+// AccountExists reports whether the daemon has an account: what its event
+// stream says (Status.Tickets), else the last lookup.
+func (m *Model) AccountExists() bool {
+	if t := m.Status.Tickets; t != nil {
+		return t.Account
+	}
+	return m.AccountLoaded && m.Account.Exists
 }
 
 // Active reports whether the tunnel is up or on its way up (a choice then

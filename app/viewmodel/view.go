@@ -29,6 +29,7 @@ type Page int
 const (
 	PageMain Page = iota
 	PageSettings
+	PageAccount
 )
 
 // Screen is what the window shows.
@@ -42,10 +43,12 @@ const (
 	// ScreenDaemon: the daemon cannot be reached (or not yet): what is
 	// wrong, how to fix it, and that the app keeps trying.
 	ScreenDaemon
+	// ScreenAccount: the account and its tickets.
+	ScreenAccount
 )
 
 func (s Screen) String() string {
-	return [...]string{"main", "settings", "daemon"}[s]
+	return [...]string{"main", "settings", "daemon", "account"}[s]
 }
 
 // Button is a button: its label, what it does and its colour.
@@ -134,8 +137,12 @@ type View struct {
 	Title string
 	// Heading is the page's heading.
 	Heading string
-	// CanOpenSettings enables the settings button (main screen).
+	// CanOpenSettings enables the header's Account and Settings buttons
+	// (main screen).
 	CanOpenSettings bool
+	// CanGoBack enables the header's Back button (settings and account
+	// pages; not while a new recovery phrase waits to be written down).
+	CanGoBack bool
 
 	Status    Status
 	Primary   Button
@@ -154,7 +161,9 @@ type View struct {
 	Entry, Exit Choice
 
 	Settings []SettingRow
-	Daemon   *Daemon
+	// Account is the account page.
+	Account AccountView
+	Daemon  *Daemon
 
 	Tray Tray
 	// Redraw is how soon the view changes by itself (the connected timer, a
@@ -256,7 +265,7 @@ func Build(m Model, page Page, now time.Time) View {
 	case api.Error:
 		e := ExplainState(st, m.OS)
 		v.Status = Status{Headline: e.Title, Detail: e.Detail, Color: Red}
-		v.Problem = &Explanation{Title: "What to do", Fix: e.Fix}
+		v.Problem = &Explanation{Title: "What to do", Fix: e.Fix, Open: e.Open}
 		if m.Status.Settings.KillSwitch || m.Status.Settings.Lockdown {
 			v.Problem.Detail = "Meanwhile the kill switch blocks all traffic outside the tunnel, until you connect or disconnect."
 		}
@@ -296,8 +305,17 @@ func Build(m Model, page Page, now time.Time) View {
 	for _, s := range Settings {
 		v.Settings = append(v.Settings, SettingRow{Setting: s, Value: pending(m, s.Key, s.Value(m.Status.Settings)), Enabled: enabled})
 	}
-	if page == PageSettings {
-		v.Screen, v.Heading = ScreenSettings, "Settings"
+	v.Account = accountView(m, now)
+	if m.NewPhrase != "" {
+		// A new recovery phrase waits to be written down, wherever the
+		// user was (the window may have been closed and opened again).
+		page = PageAccount
+	}
+	switch page {
+	case PageSettings:
+		v.Screen, v.Heading, v.CanGoBack = ScreenSettings, "Settings", true
+	case PageAccount:
+		v.Screen, v.Heading, v.CanGoBack = ScreenAccount, "Account", m.NewPhrase == ""
 	}
 	v.Title = "NymVPN — " + strings.TrimSuffix(v.Status.Headline, "…")
 	v.Tray = buildTray(m, v)
