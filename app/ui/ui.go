@@ -653,6 +653,13 @@ func (u *UI) settingsWidgets(v viewmodel.View) []layout.Widget {
 				layout.Rigid(layout.Spacer{Height: 2}.Layout), help)
 		})
 	}
+	if v.About != "" {
+		ws = append(ws, func(gtx layout.Context) layout.Dimensions {
+			l := material.Caption(u.th, "About: "+v.About)
+			l.Color = muted
+			return l.Layout(gtx)
+		})
+	}
 	return ws
 }
 

@@ -3,6 +3,7 @@ package viewmodel
 import (
 	"cmp"
 	"fmt"
+	"github.com/nymvpn/nymvpn/version"
 	"image/color"
 	"slices"
 	"strings"
@@ -161,6 +162,9 @@ type View struct {
 	Entry, Exit Choice
 
 	Settings []SettingRow
+	// About is the settings page's last line: the app's and the daemon's
+	// versions, stamped from git at build time.
+	About string
 	// Account is the account page.
 	Account AccountView
 	Daemon  *Daemon
@@ -212,7 +216,7 @@ func Build(m Model, page Page, now time.Time) View {
 	if m.Link != LinkUp {
 		return buildDaemon(m, now)
 	}
-	v := View{Screen: ScreenMain, Heading: "NymVPN", CanOpenSettings: true}
+	v := View{Screen: ScreenMain, Heading: "NymVPN", CanOpenSettings: true, About: about(m)}
 	st := m.Status.State
 	canWrite := m.CanWrite()
 	idle := m.Busy.Kind == ""
@@ -320,6 +324,15 @@ func Build(m Model, page Page, now time.Time) View {
 	v.Title = "NymVPN — " + strings.TrimSuffix(v.Status.Headline, "…")
 	v.Tray = buildTray(m, v)
 	return v
+}
+
+// about names the versions of the app and of the daemon it talks to.
+func about(m Model) string {
+	a := "nymvpn-app " + version.String()
+	if d := m.Status.Daemon.Version; d != "" {
+		a += " · nymvpnd " + d
+	}
+	return a
 }
 
 // pending returns the value a call in flight is setting for key, else

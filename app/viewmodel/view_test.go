@@ -465,3 +465,12 @@ func TestFormat(t *testing.T) {
 		t.Errorf("country names: %q %q", CountryName("de"), CountryName("XQ"))
 	}
 }
+
+func TestAboutNamesBothVersions(t *testing.T) {
+	m := Model{Link: LinkUp}
+	m.Status.Daemon.Version = "v1.2.3"
+	v := Build(m, PageSettings, time.Now())
+	if !strings.HasPrefix(v.About, "nymvpn-app ") || !strings.HasSuffix(v.About, " · nymvpnd v1.2.3") {
+		t.Fatalf("about %q", v.About)
+	}
+}
