@@ -38,9 +38,6 @@ type fastConnector struct {
 }
 
 func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tunnelstate.Progress, allow tunnelstate.Allow) (tunnelstate.Tunnel, error) {
-	if err := checkRunnable(s); err != nil {
-		return nil, tunnelstate.Permanent(api.CodeNotSupported, err)
-	}
 	if s.DirectoryURL == "" {
 		return nil, tunnelstate.Permanent(api.CodeNoDirectory,
 			errors.New("no network directory is configured: run `nymvpn settings set directory URL`"))
@@ -48,18 +45,9 @@ func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tu
 	if s.Mode == api.ModeMixnet {
 		return c.connectMixnet(ctx, s, progress, allow)
 	}
-	progress(StageDirectory, nil, nil)
-	dirEP, err := directoryEndpoint(s.DirectoryURL)
+	topo, _, err := c.fetchTopology(ctx, s, progress, allow)
 	if err != nil {
-		if s.KillSwitch || s.Lockdown {
-			return nil, tunnelstate.Permanent(api.CodeInvalidSetting, err)
-		}
-	} else if err := allow(ctx, dirEP); err != nil {
 		return nil, err
-	}
-	topo, err := c.directories.get(ctx, s.DirectoryURL)
-	if err != nil {
-		return nil, fmt.Errorf("fetch the network directory: %w", err)
 	}
 	progress(StageChoosing, nil, nil)
 	entry, exit, err := modes.SelectGateways(topo, modes.ParseChoice(s.Entry), modes.ParseChoice(s.Exit), rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
@@ -81,14 +69,9 @@ func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tu
 		return nil, err
 	}
 	progress(StageTUN, &eg, &xg)
-	dev, err := tun.CreateTUN(c.cfg.Interface, fast.ExitMTU)
+	dev, name, err := c.createTUN(fast.ExitMTU)
 	if err != nil {
-		return nil, tunnelstate.Permanent(api.CodeInternal, fmt.Errorf("create the tunnel device %s: %w (is nymvpnd running as root?)", c.cfg.Interface, err))
-	}
-	name, err := dev.Name()
-	if err != nil {
-		dev.Close()
-		return nil, fmt.Errorf("tunnel device name: %w", err)
+		return nil, err
 	}
 	loopback := isLoopbackAddr(entry.RegistrationAddr) || isLoopbackAddr(exit.RegistrationAddr)
 	t, err := fast.Connect(ctx, fast.Config{
@@ -131,6 +114,43 @@ func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tu
 		}
 	}
 	return &fastTunnel{t: t, info: info, started: time.Now(), pay: pay}, nil
+}
+
+// fetchTopology lets the directory through the kill switch and fetches the
+// verified topology; it returns the directory's endpoint when it has one.
+func (c *fastConnector) fetchTopology(ctx context.Context, s api.Settings, progress tunnelstate.Progress, allow tunnelstate.Allow) (*directory.Topology, []tunnelstate.Endpoint, error) {
+	progress(StageDirectory, nil, nil)
+	var eps []tunnelstate.Endpoint
+	dirEP, err := directoryEndpoint(s.DirectoryURL)
+	if err != nil {
+		if s.KillSwitch || s.Lockdown {
+			return nil, nil, tunnelstate.Permanent(api.CodeInvalidSetting, err)
+		}
+	} else {
+		if err := allow(ctx, dirEP); err != nil {
+			return nil, nil, err
+		}
+		eps = append(eps, dirEP)
+	}
+	topo, err := c.directories.get(ctx, s.DirectoryURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fetch the network directory: %w", err)
+	}
+	return topo, eps, nil
+}
+
+// createTUN creates the tunnel device and returns it with its name.
+func (c *fastConnector) createTUN(mtu int) (tun.Device, string, error) {
+	dev, err := tun.CreateTUN(c.cfg.Interface, mtu)
+	if err != nil {
+		return nil, "", tunnelstate.Permanent(api.CodeInternal, fmt.Errorf("create the tunnel device %s: %w (is nymvpnd running as root?)", c.cfg.Interface, err))
+	}
+	name, err := dev.Name()
+	if err != nil {
+		dev.Close()
+		return nil, "", fmt.Errorf("tunnel device name: %w", err)
+	}
+	return dev, name, nil
 }
 
 // fastTunnel adapts fast.Tunnel to the state machine.

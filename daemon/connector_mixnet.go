@@ -13,7 +13,6 @@ import (
 	"github.com/nymvpn/nymvpn/modes"
 	"github.com/nymvpn/nymvpn/modes/mixnet"
 	"github.com/nymvpn/nymvpn/node/directory"
-	"golang.zx2c4.com/wireguard/tun"
 )
 
 // connectMixnet builds a mixnet-mode tunnel on a kernel TUN of MTU
@@ -28,22 +27,9 @@ func (c *fastConnector) connectMixnet(ctx context.Context, s api.Settings, progr
 	if err != nil {
 		return nil, tunnelstate.Permanent(api.CodeInvalidSetting, err)
 	}
-	progress(StageDirectory, nil, nil)
-	var eps []tunnelstate.Endpoint
-	dirEP, err := directoryEndpoint(s.DirectoryURL)
+	topo, eps, err := c.fetchTopology(ctx, s, progress, allow)
 	if err != nil {
-		if s.KillSwitch || s.Lockdown {
-			return nil, tunnelstate.Permanent(api.CodeInvalidSetting, err)
-		}
-	} else {
-		if err := allow(ctx, dirEP); err != nil {
-			return nil, err
-		}
-		eps = append(eps, dirEP)
-	}
-	topo, err := c.directories.get(ctx, s.DirectoryURL)
-	if err != nil {
-		return nil, fmt.Errorf("fetch the network directory: %w", err)
+		return nil, err
 	}
 	progress(StageChoosing, nil, nil)
 	entry, exit, err := mixnet.SelectGateways(topo, modes.ParseChoice(s.Entry), modes.ParseChoice(s.Exit), rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
@@ -64,14 +50,9 @@ func (c *fastConnector) connectMixnet(ctx context.Context, s api.Settings, progr
 		return nil, err
 	}
 	progress(StageTUN, &eg, &xg)
-	dev, err := tun.CreateTUN(c.cfg.Interface, mixnet.MTU)
+	dev, name, err := c.createTUN(mixnet.MTU)
 	if err != nil {
-		return nil, tunnelstate.Permanent(api.CodeInternal, fmt.Errorf("create the tunnel device %s: %w (is nymvpnd running as root?)", c.cfg.Interface, err))
-	}
-	name, err := dev.Name()
-	if err != nil {
-		dev.Close()
-		return nil, fmt.Errorf("tunnel device name: %w", err)
+		return nil, err
 	}
 	dirURL := s.DirectoryURL
 	t, err := mixnet.Connect(ctx, mixnet.Config{

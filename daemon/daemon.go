@@ -315,9 +315,6 @@ func (d *daemon) Connect(ctx context.Context, req api.ConnectRequest) (api.State
 	if err != nil {
 		return api.State{}, err
 	}
-	if err := checkRunnable(next); err != nil {
-		return api.State{}, err
-	}
 	if d.cfg.DirectoryURL == "" && next.DirectoryURL == "" {
 		return api.State{}, &api.APIError{Code: api.CodeNoDirectory,
 			Message: "no network directory is configured: run `nymvpn settings set directory URL` (nym-localnet prints the URL)"}
@@ -335,12 +332,6 @@ func (d *daemon) Connect(ctx context.Context, req api.ConnectRequest) (api.State
 		return d.machine.Reconnect(ctx)
 	}
 	return d.machine.Connect(ctx)
-}
-
-// checkRunnable refuses what this build cannot run, before anything moves.
-// Both modes run now; valid settings name one of them.
-func checkRunnable(s api.Settings) error {
-	return nil
 }
 
 // Disconnect implements control.Backend.
@@ -364,12 +355,8 @@ func (d *daemon) UpdateSettings(ctx context.Context, p api.SettingsPatch) (api.S
 	if changed {
 		st, err := d.machine.State(ctx)
 		if err == nil && (st.Kind == api.Connected || st.Kind == api.Connecting) {
-			if checkRunnable(s) != nil {
-				d.log.Info("settings changed to a mode this build cannot run; keeping the current tunnel")
-			} else {
-				d.log.Info("settings changed while connected: reconnecting")
-				d.machine.Reconnect(ctx)
-			}
+			d.log.Info("settings changed while connected: reconnecting")
+			d.machine.Reconnect(ctx)
 		}
 	}
 	return s, nil

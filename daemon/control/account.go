@@ -62,11 +62,7 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request, _ PeerCred) 
 		return
 	}
 	a, err := ab.Account(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.reply(w, r, http.StatusOK, a)
+	s.answer(w, r, http.StatusOK, a, err)
 }
 
 func (s *Server) postAccount(w http.ResponseWriter, r *http.Request, cred PeerCred) {
@@ -81,11 +77,7 @@ func (s *Server) postAccount(w http.ResponseWriter, r *http.Request, cred PeerCr
 	}
 	s.log.Info("control: create account", credAttrs(cred)...)
 	created, err := ab.CreateAccount(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.reply(w, r, http.StatusCreated, created)
+	s.answer(w, r, http.StatusCreated, created, err)
 }
 
 func (s *Server) postAccountImport(w http.ResponseWriter, r *http.Request, cred PeerCred) {
@@ -104,11 +96,7 @@ func (s *Server) postAccountImport(w http.ResponseWriter, r *http.Request, cred 
 	}
 	s.log.Info("control: import account", credAttrs(cred)...)
 	a, err := ab.ImportAccount(r.Context(), req.Phrase)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.reply(w, r, http.StatusOK, a)
+	s.answer(w, r, http.StatusOK, a, err)
 }
 
 func (s *Server) deleteAccount(w http.ResponseWriter, r *http.Request, cred PeerCred) {
@@ -123,11 +111,7 @@ func (s *Server) deleteAccount(w http.ResponseWriter, r *http.Request, cred Peer
 	}
 	s.log.Info("control: forget account", credAttrs(cred)...)
 	a, err := ab.ForgetAccount(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.reply(w, r, http.StatusOK, a)
+	s.answer(w, r, http.StatusOK, a, err)
 }
 
 func (s *Server) getTickets(w http.ResponseWriter, r *http.Request, _ PeerCred) {
@@ -136,11 +120,7 @@ func (s *Server) getTickets(w http.ResponseWriter, r *http.Request, _ PeerCred) 
 		return
 	}
 	t, err := ab.Tickets(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.reply(w, r, http.StatusOK, t)
+	s.answer(w, r, http.StatusOK, t, err)
 }
 
 // accountStatus is the HTTP status of the account's error codes.
@@ -183,4 +163,13 @@ func cloneTickets(t *api.Tickets) *api.Tickets {
 		c.NextExpiry = &e
 	}
 	return &c
+}
+
+// answer replies with v and status, or with err when there is one.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, status int, v any, err error) {
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.reply(w, r, status, v)
 }
