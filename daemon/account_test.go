@@ -235,7 +235,11 @@ func TestAccountLifecycle(t *testing.T) {
 		t.Fatalf("account file after forget: %v", err)
 	}
 	n.grant(t, acct.ID(), 1000)
-	bad := strings.Replace(created.Phrase, strings.Fields(created.Phrase)[3], "zzzzz", 1)
+	// Word 4 misspelt (by position: its text may also stand inside an
+	// earlier word).
+	words := strings.Fields(created.Phrase)
+	words[3] = "zzzzz"
+	bad := strings.Join(words, " ")
 	if code := call(t, c, "POST", "/v1/account/import", api.ImportRequest{Phrase: bad}, &e); code != 400 || e.Error.Code != api.CodeBadPhrase ||
 		!strings.Contains(e.Error.Message, "word 4") {
 		t.Fatalf("import of a misspelt phrase: %d %+v", code, e)
