@@ -74,6 +74,13 @@ const (
 // client connects with the same key afterwards, and tops up the same way.
 const RoleMixnet = "mixnet"
 
+// RoleMixnetExit names what a mixnet-exit ticket pays for: the exit
+// gateway's IP packet router in mixnet mode. It is not a registration role
+// (the ticket rides in the mixnet session's Open and Ticket items, package
+// mixnet/ipr, and a registration naming it is refused as malformed); the
+// wallet and the gateway's ticket checks use it to pick the ticket type.
+const RoleMixnetExit = "mixnet-exit"
+
 // IsTicketRefusal reports whether code is one of the ticket refusals: a new
 // ticket may succeed where this one failed (except for payment_unavailable,
 // where the same one may succeed later).

@@ -315,7 +315,7 @@ func TypeFor(role string) (credential.TicketType, error) {
 		return credential.FastExit, nil
 	case registration.RoleMixnet:
 		return credential.MixnetEntry, nil
-	case "mixnet-exit":
+	case registration.RoleMixnetExit:
 		return credential.MixnetExit, nil
 	}
 	return 0, fmt.Errorf("wallet: no ticket type for role %q", role)

@@ -72,6 +72,7 @@ func FuzzItems(f *testing.F) {
 	f.Add(AppendError(AppendNeedSURBs(nil, 3), ErrRefused, "no"))
 	f.Add(AppendItem(nil, KindSURB, make([]byte, 420)))
 	f.Add([]byte{1, 0xff, 0xff})
+	f.Add(AppendAllowance(AppendNeedTicket(AppendTicket(nil, bytes.Repeat([]byte{1}, 476)), 5), Allowance{Left: 9, TopUpAt: 3}))
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		for rest := msg; len(rest) > 0; {
 			k, body, r, err := NextItem(rest)
@@ -107,6 +108,24 @@ func FuzzItems(f *testing.F) {
 				if c, text, err := ParseError(body); err == nil {
 					if re := AppendError(nil, c, text); !bytes.Equal(re[ItemHeaderLength:], body) {
 						t.Fatal("error does not round-trip")
+					}
+				}
+			case KindTicket:
+				if tk, err := ParseTicket(body); err == nil {
+					if re := AppendTicket(nil, tk); !bytes.Equal(re[ItemHeaderLength:], body) {
+						t.Fatal("ticket does not round-trip")
+					}
+				}
+			case KindNeedTicket:
+				if left, err := ParseNeedTicket(body); err == nil {
+					if re := AppendNeedTicket(nil, left); !bytes.Equal(re[ItemHeaderLength:], body) {
+						t.Fatal("need-ticket does not round-trip")
+					}
+				}
+			case KindAllowance:
+				if a, err := ParseAllowance(body); err == nil {
+					if re := AppendAllowance(nil, a); !bytes.Equal(re[ItemHeaderLength:], body) {
+						t.Fatal("allowance does not round-trip")
 					}
 				}
 			}
@@ -184,6 +203,10 @@ func fuzzSeeds() map[string]map[string][]byte {
 			"surb":           AppendItem(nil, KindSURB, make([]byte, 420)),
 			"torn":           []byte{1, 0xff, 0xff},
 			"close-pong":     AppendU64(AppendItem(nil, KindClose), KindPong, 9),
+			"ticket-need-allowance": AppendAllowance(AppendNeedTicket(AppendTicket(nil, bytes.Repeat([]byte{1}, 476)), 5),
+				Allowance{Left: 9, TopUpAt: 3}),
+			"ticket-refused": AppendError(AppendTicket(nil, []byte{1}), ErrTicketRefused, "ticket_spent: this ticket was spent before"),
+			"ticket-empty":   AppendItem(nil, KindTicket),
 		},
 		"FuzzReassembler": {
 			"two-fragments-dup": {0, 1, 0, 2, 1, 'a', 0, 1, 1, 2, 1, 'b', 0, 1, 1, 2, 1, 'b'},

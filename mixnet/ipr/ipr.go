@@ -38,19 +38,37 @@
 //
 // A message is a run of items, kind (1) | length (2) | body, all big-endian:
 //
-//	IP        both ways        one IP packet (the bundles of NymVPN's IP packet router)
-//	SURB      client → exit    a reply SURB with its epoch (mixnet.SURB)
-//	Open      client → exit    flags (1) | hold (2) | bundle (2) | wanted IPv4 (4) | wanted IPv6 (16) | ticket (rest)
-//	Ping      client → exit    id (8)
-//	Close     client → exit    (empty)
-//	Welcome   exit → client    IPv4 (4) | IPv6 (16) | router IPv4 (4) | router IPv6 (16) | MTU (2)
-//	Pong      exit → client    id (8)
-//	NeedSURBs exit → client    count (2)
-//	Error     exit → client    code (1) | text
+//	IP         both ways        one IP packet (the bundles of NymVPN's IP packet router)
+//	SURB       client → exit    a reply SURB with its epoch (mixnet.SURB)
+//	Open       client → exit    flags (1) | hold (2) | bundle (2) | wanted IPv4 (4) | wanted IPv6 (16) | ticket (rest)
+//	Ping       client → exit    id (8)
+//	Close      client → exit    (empty)
+//	Ticket     client → exit    ticket (1..MaxTicket)
+//	Welcome    exit → client    IPv4 (4) | IPv6 (16) | router IPv4 (4) | router IPv6 (16) | MTU (2)
+//	Pong       exit → client    id (8)
+//	NeedSURBs  exit → client    count (2)
+//	Error      exit → client    code (1) | text
+//	NeedTicket exit → client    allowance left (8)
+//	Allowance  exit → client    allowance left (8) | top-up level (8)
 //
 // A session is named by a random 16-byte tag the client picks; the exit keys
 // its state (addresses, SURBs, reassembly) by it and never learns more about
 // the client than the tag and what the client sends.
+//
+// # Payment
+//
+// An exit that takes tickets wants a mixnet-exit ticket (credential.MixnetExit,
+// bound to the exit gateway's Noise key; registration.RoleMixnetExit names it
+// in the wallet) in the Open that starts a session: without one it answers
+// Error ErrPaymentRequired, a ticket it refuses gets Error ErrTicketRefused
+// with the gateway's reason. An accepted ticket buys an allowance of IP bytes,
+// both ways, which the exit reports in an Allowance item (with the Welcome,
+// and after every Ticket). When the allowance falls below the top-up level the
+// exit sends NeedTicket, once per crossing and again every little while until
+// a ticket comes; the client answers with a Ticket item, which extends the
+// allowance. At zero the exit drops the session's IP packets, both ways, and
+// says so once with Error ErrPaymentRequired, until a Ticket comes. An exit
+// that takes no tickets sends none of these and ignores Ticket items.
 package ipr
 
 import (
@@ -84,6 +102,9 @@ const (
 	MaxFragments = 255
 	// MaxErrorText bounds an Error item's text.
 	MaxErrorText = 256
+	// MaxTicket bounds a Ticket item's ticket (a credential.Spend is 476
+	// bytes).
+	MaxTicket = 1024
 )
 
 // ErrMalformed is returned, wrapped, for bytes that do not parse.

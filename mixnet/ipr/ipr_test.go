@@ -117,6 +117,9 @@ func TestItems(t *testing.T) {
 	msg = AppendNeedSURBs(msg, 12)
 	msg = AppendError(msg, ErrUnknownSession, string(bytes.Repeat([]byte("x"), 1000)))
 	msg = AppendItem(msg, KindClose)
+	msg = AppendTicket(msg, []byte("a ticket"))
+	msg = AppendNeedTicket(msg, 1<<40+7)
+	msg = AppendAllowance(msg, Allowance{Left: 100 << 20, TopUpAt: 25 << 20})
 	var kinds []string
 	opens := 0
 	for rest := msg; len(rest) > 0; {
@@ -155,9 +158,21 @@ func TestItems(t *testing.T) {
 			if c, text, err := ParseError(body); err != nil || c != ErrUnknownSession || len(text) != MaxErrorText {
 				t.Errorf("error %d %d %v", c, len(text), err)
 			}
+		case KindTicket:
+			if tk, err := ParseTicket(body); err != nil || string(tk) != "a ticket" {
+				t.Errorf("ticket %q %v", tk, err)
+			}
+		case KindNeedTicket:
+			if left, err := ParseNeedTicket(body); err != nil || left != 1<<40+7 {
+				t.Errorf("need-ticket %d %v", left, err)
+			}
+		case KindAllowance:
+			if a, err := ParseAllowance(body); err != nil || a != (Allowance{Left: 100 << 20, TopUpAt: 25 << 20}) {
+				t.Errorf("allowance %+v %v", a, err)
+			}
 		}
 	}
-	if fmt.Sprint(kinds) != "[ip open open ping welcome need-surbs error close]" {
+	if fmt.Sprint(kinds) != "[ip open open ping welcome need-surbs error close ticket need-ticket allowance]" {
 		t.Errorf("kinds %v", kinds)
 	}
 	for name, err := range map[string]error{
@@ -174,6 +189,10 @@ func TestItems(t *testing.T) {
 		"need size":     func() error { _, err := ParseNeedSURBs(make([]byte, 3)); return err }(),
 		"error empty":   func() error { _, _, err := ParseError(nil); return err }(),
 		"error too big": func() error { _, _, err := ParseError(make([]byte, 2+MaxErrorText)); return err }(),
+		"ticket empty":  func() error { _, err := ParseTicket(nil); return err }(),
+		"ticket big":    func() error { _, err := ParseTicket(make([]byte, MaxTicket+1)); return err }(),
+		"need-ticket":   func() error { _, err := ParseNeedTicket(make([]byte, 9)); return err }(),
+		"allowance":     func() error { _, err := ParseAllowance(make([]byte, 8)); return err }(),
 	} {
 		if !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: %v", name, err)

@@ -11,15 +11,18 @@ type Kind uint8
 
 // Item kinds; see the package doc for their bodies.
 const (
-	KindIP        Kind = 1
-	KindSURB      Kind = 2
-	KindOpen      Kind = 3
-	KindPing      Kind = 4
-	KindClose     Kind = 5
-	KindWelcome   Kind = 16
-	KindPong      Kind = 17
-	KindNeedSURBs Kind = 18
-	KindError     Kind = 19
+	KindIP         Kind = 1
+	KindSURB       Kind = 2
+	KindOpen       Kind = 3
+	KindPing       Kind = 4
+	KindClose      Kind = 5
+	KindTicket     Kind = 6
+	KindWelcome    Kind = 16
+	KindPong       Kind = 17
+	KindNeedSURBs  Kind = 18
+	KindError      Kind = 19
+	KindNeedTicket Kind = 20
+	KindAllowance  Kind = 21
 )
 
 func (k Kind) String() string {
@@ -42,6 +45,12 @@ func (k Kind) String() string {
 		return "need-surbs"
 	case KindError:
 		return "error"
+	case KindTicket:
+		return "ticket"
+	case KindNeedTicket:
+		return "need-ticket"
+	case KindAllowance:
+		return "allowance"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -97,7 +106,9 @@ type Open struct {
 	// after the exit restarted); the exit grants them if they are free.
 	// Zero (unspecified) asks for any.
 	Want4, Want6 netip.Addr
-	// Ticket pays the exit, if it takes tickets.
+	// Ticket pays the exit, if it takes tickets: a mixnet-exit ticket bound
+	// to the exit gateway's key. An Open of a session already open tops its
+	// allowance up with it, as a Ticket item does.
 	Ticket []byte
 }
 
@@ -237,10 +248,15 @@ const (
 	ErrUnknownSession uint8 = 1
 	// ErrPoolExhausted: no free address.
 	ErrPoolExhausted uint8 = 2
-	// ErrPaymentRequired: the exit wants a ticket in Open.
+	// ErrPaymentRequired: the exit takes tickets and the Open carried
+	// none, or the session's allowance ran out (its IP packets are dropped
+	// until a Ticket comes).
 	ErrPaymentRequired uint8 = 3
 	// ErrRefused: anything else; the text says what.
 	ErrRefused uint8 = 4
+	// ErrTicketRefused: the exit refused the ticket of an Open or a Ticket
+	// item; the text is the gateway's reason. Another ticket may do.
+	ErrTicketRefused uint8 = 5
 )
 
 // AppendError appends an Error item, its text cut to MaxErrorText bytes.
@@ -257,4 +273,57 @@ func ParseError(body []byte) (code uint8, text string, err error) {
 		return 0, "", fmt.Errorf("%w: error item of %d bytes", ErrMalformed, len(body))
 	}
 	return body[0], string(body[1:]), nil
+}
+
+// AppendTicket appends a Ticket item. It panics on an empty ticket or one
+// over MaxTicket bytes: callers pass what their wallet spent.
+func AppendTicket(dst []byte, ticket []byte) []byte {
+	if len(ticket) == 0 || len(ticket) > MaxTicket {
+		panic(fmt.Sprintf("ipr: ticket of %d bytes", len(ticket)))
+	}
+	return AppendItem(dst, KindTicket, ticket)
+}
+
+// ParseTicket parses a Ticket item's body; the ticket aliases body.
+func ParseTicket(body []byte) ([]byte, error) {
+	if len(body) == 0 || len(body) > MaxTicket {
+		return nil, fmt.Errorf("%w: ticket of %d bytes", ErrMalformed, len(body))
+	}
+	return body, nil
+}
+
+// AppendNeedTicket appends a NeedTicket item: left is the session's
+// allowance, in bytes.
+func AppendNeedTicket(dst []byte, left uint64) []byte {
+	return AppendItem(dst, KindNeedTicket, binary.BigEndian.AppendUint64(nil, left))
+}
+
+// ParseNeedTicket parses a NeedTicket item's body.
+func ParseNeedTicket(body []byte) (left uint64, err error) {
+	if len(body) != 8 {
+		return 0, fmt.Errorf("%w: need-ticket of %d bytes", ErrMalformed, len(body))
+	}
+	return binary.BigEndian.Uint64(body), nil
+}
+
+// Allowance is what a session's tickets left it at the exit: IP bytes both
+// ways, and the level below which the exit asks for the next ticket.
+type Allowance struct {
+	Left, TopUpAt uint64
+}
+
+// AppendAllowance appends an Allowance item.
+func AppendAllowance(dst []byte, a Allowance) []byte {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:], a.Left)
+	binary.BigEndian.PutUint64(b[8:], a.TopUpAt)
+	return AppendItem(dst, KindAllowance, b[:])
+}
+
+// ParseAllowance parses an Allowance item's body.
+func ParseAllowance(body []byte) (Allowance, error) {
+	if len(body) != 16 {
+		return Allowance{}, fmt.Errorf("%w: allowance of %d bytes", ErrMalformed, len(body))
+	}
+	return Allowance{Left: binary.BigEndian.Uint64(body), TopUpAt: binary.BigEndian.Uint64(body[8:])}, nil
 }
