@@ -28,6 +28,16 @@
 // epoch older than the previous one are dead (their keys are gone) and
 // dropped. A session the client has not sent anything on for IdleTimeout is
 // freed with its addresses.
+//
+// With Config.Pay (an exit gateway that takes tickets) sessions pay with
+// mixnet-exit tickets: the Open carries one, or the session is refused
+// (Error ErrPaymentRequired; a ticket Pay refuses gets ErrTicketRefused with
+// its reason). Each ticket buys an allowance of IP bytes, counted both ways
+// as the packets pass; when what is left falls below the top-up level the
+// router sends NeedTicket (once per crossing, again every NeedTicketEvery
+// while no ticket comes), and a Ticket item extends the allowance. At zero
+// the session's packets are dropped and counted (Stats.Unpaid), and the
+// client is told once (ErrPaymentRequired), until a ticket comes.
 package iprouter
 
 import (
@@ -78,6 +88,9 @@ const (
 	DefaultHeld = 256 << 10
 	// NeedSURBsEvery is the shortest interval between two requests for SURBs.
 	NeedSURBsEvery = 200 * time.Millisecond
+	// NeedTicketEvery is the shortest interval between two requests for a
+	// ticket while the session's allowance stays below the top-up level.
+	NeedTicketEvery = 5 * time.Second
 	// inQueue bounds fragments waiting for a worker.
 	inQueue = 4096
 	// unopenedIdle frees a session that never opened after so long.
@@ -105,9 +118,14 @@ type Config struct {
 	IdleTimeout time.Duration
 	MaxSURBs    int
 	SURBReserve int
-	// Admit, if set, pays for a session: it gets the ticket of the client's
-	// Open (maybe empty) and refuses with an error. Nil admits everyone.
-	Admit func(ticket []byte) error
+	// Pay, if set, makes sessions pay with mixnet-exit tickets: it redeems
+	// one (from an Open or a Ticket item, never empty) and returns the IP
+	// bytes it buys and the allowance below which the router asks for the
+	// next ticket, or an error whose text goes to the client (Error
+	// ErrTicketRefused; keep it free of secrets). It runs on the worker
+	// handling the session's message, which waits for it. Nil: sessions
+	// are free and not metered.
+	Pay func(ticket []byte) (bandwidth, topUpAt int64, err error)
 	// Now is the clock of epochs and idleness (tests); default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -140,6 +158,7 @@ type counters struct {
 	replies, surbsIn, surbsUsed, surbsExpired, surbsExtra atomic.Uint64
 	needSURBs, held, heldDropped, opened, freedIdle       atomic.Uint64
 	refused, pings, duplicates                            atomic.Uint64
+	tickets, ticketsRefused, needTickets, unpaid, dry     atomic.Uint64
 }
 
 // Stats is a snapshot of a router's counters.
@@ -162,7 +181,13 @@ type Stats struct {
 	// Sessions Opened, freed for idleness, Refused (pool, payment); Pings
 	// answered.
 	Opened, FreedIdle, Refused, Pings uint64
-	Device                            gateway.ExitDeviceStats
+	// Payment (Config.Pay): Tickets accepted and TicketsRefused (in Opens
+	// and Ticket items); NeedTickets requests sent; Unpaid IP packets
+	// dropped, both ways, because their session's allowance ran out;
+	// PaymentRequired errors sent for that (once per exhaustion) or for an
+	// Open without a ticket.
+	Tickets, TicketsRefused, NeedTickets, Unpaid, PaymentRequired uint64
+	Device                                                        gateway.ExitDeviceStats
 }
 
 // New starts a router and its exit device.
@@ -265,6 +290,8 @@ func (r *Router) Stats() Stats {
 		SURBsExpired: s.surbsExpired.Load(), SURBsExtra: s.surbsExtra.Load(),
 		NeedSURBs: s.needSURBs.Load(), Held: s.held.Load(), HeldDropped: s.heldDropped.Load(),
 		Opened: s.opened.Load(), FreedIdle: s.freedIdle.Load(), Refused: s.refused.Load(), Pings: s.pings.Load(),
+		Tickets: s.tickets.Load(), TicketsRefused: s.ticketsRefused.Load(), NeedTickets: s.needTickets.Load(),
+		Unpaid: s.unpaid.Load(), PaymentRequired: s.dry.Load(),
 		Device: r.dev.Stats(),
 	}
 }
@@ -507,6 +534,19 @@ func (r *Router) bind(s *session, idx uint32) error {
 	r.byAddr[s.v4], r.byAddr[s.v6] = s, s
 	s.index = idx
 	return nil
+}
+
+// release gives back the addresses allocate gave s (the Open was then
+// refused).
+func (r *Router) release(s *session) {
+	r.mu.Lock()
+	if r.byAddr[s.v4] == s {
+		delete(r.byAddr, s.v4)
+		delete(r.byAddr, s.v6)
+		r.freed = append(r.freed, s.index)
+	}
+	s.v4, s.v6, s.index = netip.Addr{}, netip.Addr{}, 0
+	r.mu.Unlock()
 }
 
 // free forgets a session and gives its addresses back.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -304,20 +305,38 @@ func TestIdleSessionsFreed(t *testing.T) {
 }
 
 // FuzzMessage feeds arbitrary messages to a session, as any sender on the
-// mixnet can: the router must not panic, and keeps its bounds.
+// mixnet can: the router must not panic, and keeps its bounds. Messages of
+// odd length go to a router that takes tickets (those starting with "good"
+// buy 3000 bytes).
 func FuzzMessage(f *testing.F) {
 	f.Add(ipr.AppendOpen(nil, &ipr.Open{Hold: 10}))
 	f.Add(ipr.AppendU64(ipr.AppendItem(nil, ipr.KindIP, []byte{0x45, 0, 0, 20}), ipr.KindPing, 3))
 	f.Add(ipr.AppendItem(ipr.AppendItem(nil, ipr.KindSURB, make([]byte, mixnet.SURBLength(sphinx.RegularGeometry()))), ipr.KindClose))
 	f.Add([]byte{3, 0, 21})
-	r, err := New(Config{Forward: func(sphinx.NodeID, uint64, []byte) bool { return true }, EpochLength: epochLength,
-		FlushDelay: -1, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		f.Fatal(err)
+	f.Add(ipr.AppendTicket(ipr.AppendOpen(nil, &ipr.Open{Ticket: []byte("good")}), []byte("good")))
+	f.Add(ipr.AppendItem(ipr.AppendTicket(ipr.AppendOpen(nil, &ipr.Open{Ticket: []byte("bad")}), []byte("x")), ipr.KindIP, []byte{0x45, 0, 0, 20}))
+	var routers [2]*Router
+	for i := range routers {
+		cfg := Config{Forward: func(sphinx.NodeID, uint64, []byte) bool { return true }, EpochLength: epochLength,
+			FlushDelay: -1, Logger: slog.New(slog.DiscardHandler)}
+		if i == 1 {
+			cfg.Pay = func(ticket []byte) (int64, int64, error) {
+				if bytes.HasPrefix(ticket, []byte("good")) {
+					return 3000, 1000, nil
+				}
+				return 0, 0, errors.New("refused")
+			}
+		}
+		r, err := New(cfg)
+		if err != nil {
+			f.Fatal(err)
+		}
+		defer r.Close()
+		routers[i] = r
 	}
-	defer r.Close()
 	var id atomic.Uint32
 	f.Fuzz(func(t *testing.T, msg []byte) {
+		r := routers[len(msg)%2]
 		s := r.session(ipr.Tag{byte(len(msg))}, time.Now())
 		if s == nil {
 			return

@@ -44,6 +44,17 @@ type session struct {
 	heldBytes int
 	timer     *time.Timer
 	askedAt   time.Time
+
+	// Payment (Config.Pay): metered once a ticket opened the session; left
+	// is the allowance of IP bytes both ways (a bundle may take it below
+	// zero), topUpAt the level below which NeedTicket goes out, askedTicket
+	// when it last did (zero: not since the last crossing), toldDry whether
+	// the client was told its packets are dropped.
+	metered     bool
+	left        int64
+	topUpAt     int64
+	askedTicket time.Time
+	toldDry     bool
 }
 
 // message handles complete message id from the client.
@@ -53,7 +64,11 @@ func (s *session) message(id uint32, msg []byte) {
 	opened := false
 	var out [][]byte // packets for the exit device
 	var replies []byte
-	unknownData := false
+	unknownData, dry := false, false
+	// refusal answers an Open the router refused, once the rest of the
+	// message (the SURBs that come after the Open) is in; nothing else of
+	// the message is taken.
+	var refusal []byte
 	for rest := msg; len(rest) > 0; {
 		k, body, next, err := ipr.NextItem(rest)
 		if err != nil {
@@ -61,6 +76,9 @@ func (s *session) message(id uint32, msg []byte) {
 			break
 		}
 		rest = next
+		if refusal != nil && k != ipr.KindSURB {
+			continue
+		}
 		switch k {
 		case ipr.KindOpen:
 			o, err := ipr.ParseOpen(body)
@@ -68,11 +86,28 @@ func (s *session) message(id uint32, msg []byte) {
 				r.st.malformed.Add(1)
 				continue
 			}
-			if !s.open(&o) {
-				return
+			items, ok := s.open(&o)
+			if !ok {
+				refusal = items
+				continue
 			}
 			known, opened = true, true
 			replies = ipr.AppendWelcome(replies, &ipr.Welcome{IPv4: s.v4, IPv6: s.v6, Router4: r.dev.Addr4, Router6: r.dev.Addr6, MTU: uint16(r.cfg.MTU)})
+			replies = append(replies, items...)
+		case ipr.KindTicket:
+			tk, err := ipr.ParseTicket(body)
+			if err != nil {
+				r.st.malformed.Add(1)
+				continue
+			}
+			if !known {
+				unknownData = true
+				continue
+			}
+			if r.cfg.Pay == nil {
+				continue // a free router takes no tickets
+			}
+			replies = append(replies, s.pay(tk)...)
 		case ipr.KindSURB:
 			sb, err := r.parseSURB(body)
 			if err != nil {
@@ -90,6 +125,14 @@ func (s *session) message(id uint32, msg []byte) {
 			if !ok || (src != s.v4 && src != s.v6) || len(body) > r.cfg.MTU {
 				r.st.spoofed.Add(1)
 				continue
+			}
+			if s.metered {
+				if s.left <= 0 {
+					r.st.unpaid.Add(1)
+					dry = true
+					continue
+				}
+				s.left -= int64(len(body))
 			}
 			buf := make([]byte, writeHeadroom+len(body))
 			copy(buf[writeHeadroom:], body)
@@ -118,6 +161,11 @@ func (s *session) message(id uint32, msg []byte) {
 			r.st.malformed.Add(1)
 		}
 	}
+	if refusal != nil {
+		// Through a SURB that came with the Open, if any.
+		s.reply(refusal, true)
+		return
+	}
 	if unknownData {
 		// The router restarted or freed the session: tell the client, if
 		// it sent a SURB to do it with.
@@ -127,6 +175,7 @@ func (s *session) message(id uint32, msg []byte) {
 		}
 		return
 	}
+	replies = s.paymentItems(replies, dry)
 	var ready [][][]byte
 	if opened {
 		// The client's messages after the Open are in order from here.
@@ -176,9 +225,10 @@ func (s *session) armOrder() {
 	})
 }
 
-// open starts or resumes the session; it reports false (after telling the
-// client, if it can) when the router refuses.
-func (s *session) open(o *ipr.Open) bool {
+// open starts or resumes the session. It returns the items to send after
+// the Welcome (the allowance a ticket bought), or, with false, the Error
+// item of a refusal.
+func (s *session) open(o *ipr.Open) ([]byte, bool) {
 	r := s.r
 	s.order.Hold = time.Duration(o.Hold) * time.Millisecond
 	if o.Hold == 0 {
@@ -193,31 +243,82 @@ func (s *session) open(o *ipr.Open) bool {
 		s.surbs = nil
 	}
 	if s.v4.IsValid() && !s.closed {
-		return true // already open: Open is idempotent
-	}
-	if r.cfg.Admit != nil {
-		if err := r.cfg.Admit(o.Ticket); err != nil {
-			r.st.refused.Add(1)
-			s.refuse(ipr.ErrPaymentRequired, err.Error())
-			return false
+		// Already open: Open is idempotent, and a ticket in it tops the
+		// allowance up.
+		if len(o.Ticket) > 0 && r.cfg.Pay != nil {
+			return s.pay(o.Ticket), true
 		}
+		return nil, true
+	}
+	if r.cfg.Pay != nil && len(o.Ticket) == 0 {
+		r.st.refused.Add(1)
+		r.st.dry.Add(1)
+		return ipr.AppendError(nil, ipr.ErrPaymentRequired,
+			"this exit gateway takes tickets: open the session with a mixnet-exit ticket bound to its key"), false
 	}
 	if err := r.allocate(s, o.Want4, o.Want6); err != nil {
 		r.st.refused.Add(1)
-		s.refuse(ipr.ErrPoolExhausted, err.Error())
-		return false
+		return ipr.AppendError(nil, ipr.ErrPoolExhausted, err.Error()), false
+	}
+	var items []byte
+	if r.cfg.Pay != nil {
+		// Addresses first: a ticket is not spent on a full pool.
+		items = s.pay(o.Ticket)
+		if !s.metered {
+			r.release(s)
+			r.st.refused.Add(1)
+			return items, false
+		}
 	}
 	s.closed = false
 	s.lastSeen = r.cfg.Now()
 	r.st.opened.Add(1)
-	r.log.Debug("session opened", "addr4", s.v4, "addr6", s.v6)
-	return true
+	r.log.Debug("session opened", "addr4", s.v4, "addr6", s.v6, "metered", s.metered)
+	return items, true
 }
 
-func (s *session) refuse(code uint8, text string) {
-	if len(s.surbs) > 0 {
-		s.reply(ipr.AppendError(nil, code, text), true)
+// pay redeems a ticket for the session and returns the answer: Allowance,
+// or Error ErrTicketRefused with the reason.
+func (s *session) pay(ticket []byte) []byte {
+	r := s.r
+	bw, topUpAt, err := r.cfg.Pay(ticket)
+	if err != nil {
+		r.st.ticketsRefused.Add(1)
+		r.log.Debug("ticket refused", "err", err)
+		return ipr.AppendError(nil, ipr.ErrTicketRefused, err.Error())
 	}
+	r.st.tickets.Add(1)
+	// What a bundle took beyond zero is forgiven, as at the entry.
+	s.metered, s.left, s.topUpAt = true, max(s.left, 0)+bw, topUpAt
+	s.toldDry = false
+	if s.left >= s.topUpAt {
+		s.askedTicket = time.Time{} // the next crossing asks at once
+	}
+	return ipr.AppendAllowance(nil, ipr.Allowance{Left: uint64(s.left), TopUpAt: uint64(max(topUpAt, 0))})
+}
+
+// paymentItems appends what the session's allowance calls for: Error
+// ErrPaymentRequired once when dry (packets were dropped for want of
+// allowance), NeedTicket below the top-up level (at most every
+// NeedTicketEvery).
+func (s *session) paymentItems(dst []byte, dry bool) []byte {
+	r := s.r
+	if !s.metered {
+		return dst
+	}
+	if dry && !s.toldDry {
+		s.toldDry = true
+		r.st.dry.Add(1)
+		dst = ipr.AppendError(dst, ipr.ErrPaymentRequired,
+			"the session's allowance ran out: its packets are dropped until a mixnet-exit ticket comes")
+	}
+	now := r.cfg.Now()
+	if s.left < s.topUpAt && (s.askedTicket.IsZero() || now.Sub(s.askedTicket) >= NeedTicketEvery) {
+		s.askedTicket = now
+		r.st.needTickets.Add(1)
+		dst = ipr.AppendNeedTicket(dst, uint64(max(s.left, 0)))
+	}
+	return dst
 }
 
 // addSURB keeps a SURB unless its epoch is dead or the session holds enough.
@@ -297,6 +398,13 @@ func (s *session) queue(pkt []byte) {
 	if s.closed || len(pkt) > ipr.ReplyData-ipr.ItemHeaderLength {
 		return
 	}
+	if s.metered && s.left <= 0 {
+		r.st.unpaid.Add(1)
+		if msg := s.paymentItems(nil, true); len(msg) > 0 {
+			s.reply(msg, true)
+		}
+		return
+	}
 	s.held = append(s.held, append([]byte(nil), pkt...))
 	s.heldBytes += len(pkt)
 	for s.heldBytes > DefaultHeld && len(s.held) > 1 {
@@ -313,6 +421,16 @@ func (s *session) queue(pkt []byte) {
 func (s *session) pump(force bool) {
 	r := s.r
 	for len(s.held) > 0 && !s.closed {
+		if s.metered && s.left <= 0 {
+			// The allowance ran out while these waited.
+			r.st.unpaid.Add(uint64(len(s.held)))
+			clear(s.held)
+			s.held, s.heldBytes = s.held[:0], 0
+			if msg := s.paymentItems(nil, true); len(msg) > 0 {
+				s.reply(msg, true)
+			}
+			break
+		}
 		// A bundle may span several reply fragments, which it then fills:
 		// 1500-byte packets one per fragment would leave a quarter of
 		// each empty, and every fragment costs a SURB.
@@ -352,7 +470,14 @@ func (s *session) pump(force bool) {
 			s.held[i] = nil
 		}
 		s.held = s.held[n:]
-		s.heldBytes -= size - n*ipr.ItemHeaderLength
+		sent := size - n*ipr.ItemHeaderLength
+		s.heldBytes -= sent
+		if s.metered {
+			s.left -= int64(sent)
+			if msg := s.paymentItems(nil, false); len(msg) > 0 {
+				s.reply(msg, true)
+			}
+		}
 	}
 	s.stopTimer()
 }
