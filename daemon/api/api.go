@@ -4,7 +4,7 @@
 // The API is HTTP/1.1 with JSON bodies over a Unix socket (a named pipe on
 // Windows), on versioned paths:
 //
-//	GET   /v1/status            Status
+//	GET   /v1/status            Status (with Mixnet's statistics while connected in mixnet mode)
 //	GET   /v1/events            newline-delimited Event: the full Status first, then every change
 //	POST  /v1/connect           ConnectRequest → State (202: accepted, watch events for progress)
 //	POST  /v1/disconnect        → State (202)
@@ -121,12 +121,15 @@ type Status struct {
 	Notices []string `json:"notices,omitempty"`
 	// Tickets is the wallet's content (nil from a daemon without one).
 	Tickets *Tickets `json:"tickets,omitempty"`
+	// Mixnet is the tunnel's mixnet statistics, while Connected in mixnet
+	// mode (nil otherwise).
+	Mixnet *MixnetStats `json:"mixnet,omitempty"`
 }
 
 // Event is one line of GET /v1/events. The first event carries Status; each
-// later one carries what changed (State, Settings, Traffic, Target or
-// Tickets). Seq counts up from 1 per stream. Status.Apply folds an event into
-// a Status.
+// later one carries what changed (State, Settings, Traffic, Target, Tickets
+// or Mixnet). Seq counts up from 1 per stream. Status.Apply folds an event
+// into a Status.
 type Event struct {
 	Seq      uint64    `json:"seq"`
 	Status   *Status   `json:"status,omitempty"`
@@ -137,6 +140,10 @@ type Event struct {
 	Target string `json:"target,omitempty"`
 	// Tickets is set when the wallet's content changed.
 	Tickets *Tickets `json:"tickets,omitempty"`
+	// Mixnet is set when the mixnet statistics changed (at most about once
+	// a second); an all-zero one means there are none any more (the
+	// tunnel went down).
+	Mixnet *MixnetStats `json:"mixnet,omitempty"`
 }
 
 // Modes.

@@ -49,3 +49,26 @@ func TestStatusApplyTickets(t *testing.T) {
 		t.Fatalf("after forgetting: %+v", s.Tickets)
 	}
 }
+
+func TestStatusApplyMixnet(t *testing.T) {
+	var s Status
+	s.Apply(Event{Seq: 1, Status: &Status{State: State{Kind: Connected, Mode: ModeMixnet},
+		Mixnet: &MixnetStats{Profile: ProfileMax, CoverPackets: 3}}})
+	if s.Mixnet == nil || s.Mixnet.CoverPackets != 3 {
+		t.Fatalf("after status: %+v", s.Mixnet)
+	}
+	e := &MixnetStats{Profile: ProfileMax, RealPackets: 1, CoverPackets: 9, ExitRTTMs: 142.5}
+	s.Apply(Event{Seq: 2, Mixnet: e})
+	e.RealPackets = 100 // the event's value was copied
+	if s.Mixnet == nil || s.Mixnet.RealPackets != 1 || s.Mixnet.CoverPackets != 9 || s.Mixnet.ExitRTTMs != 142.5 {
+		t.Fatalf("after mixnet: %+v", s.Mixnet)
+	}
+	s.Apply(Event{Seq: 3, Traffic: &Traffic{TxBytes: 1}})
+	if s.Mixnet == nil {
+		t.Fatal("an event without mixnet statistics cleared them")
+	}
+	s.Apply(Event{Seq: 4, Mixnet: &MixnetStats{}})
+	if s.Mixnet != nil {
+		t.Fatalf("after clearing: %+v", s.Mixnet)
+	}
+}
