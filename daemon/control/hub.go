@@ -91,6 +91,29 @@ func (h *Hub) SetTraffic(t *api.Traffic) {
 	h.publish(api.Event{Traffic: &e})
 }
 
+// SetMixnet publishes a mixnet-mode tunnel's statistics; nil clears them
+// (when the tunnel goes down), which is published as an all-zero
+// MixnetStats (see api.Status.Apply). Unchanged statistics publish
+// nothing; the daemon calls it about once a second, so the cover and loop
+// packets that change the counts all the time cost one event a second.
+func (h *Hub) SetMixnet(m *api.MixnetStats) {
+	if m != nil {
+		c := *m
+		m = &c
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if reflect.DeepEqual(h.st.Mixnet, m) {
+		return
+	}
+	h.st.Mixnet = m
+	e := api.MixnetStats{}
+	if m != nil {
+		e = *m
+	}
+	h.publish(api.Event{Mixnet: &e})
+}
+
 // SetTarget publishes what the user asked for: "connected" or
 // "disconnected".
 func (h *Hub) SetTarget(target string) {
@@ -156,6 +179,10 @@ func cloneStatus(s api.Status) api.Status {
 	s.Traffic = cloneTraffic(s.Traffic)
 	s.Notices = slices.Clone(s.Notices)
 	s.Tickets = cloneTickets(s.Tickets)
+	if s.Mixnet != nil {
+		m := *s.Mixnet
+		s.Mixnet = &m
+	}
 	if s.Caller != nil {
 		c := *s.Caller
 		s.Caller = &c

@@ -150,3 +150,51 @@ func TestHubDropsSlowSubscriber(t *testing.T) {
 	cancelSlow() // after the drop: no double close
 	cancelSlow()
 }
+
+// TestHubMixnet: mixnet statistics are published when they change, copied,
+// and cleared with an all-zero event that api.Status.Apply understands.
+func TestHubMixnet(t *testing.T) {
+	h := NewHub(initialStatus())
+	first, ev, cancel := h.Subscribe(16)
+	defer cancel()
+	if first.Mixnet != nil {
+		t.Fatalf("mixnet statistics from nowhere: %+v", first.Mixnet)
+	}
+	h.SetMixnet(nil) // already none
+	m := &api.MixnetStats{Profile: api.ProfileMax, RealPackets: 3, CoverPackets: 40, ExitRTTMs: 142.5}
+	h.SetMixnet(m)
+	// The hub keeps its own copy.
+	m.RealPackets = 99
+	// No change.
+	h.SetMixnet(&api.MixnetStats{Profile: api.ProfileMax, RealPackets: 3, CoverPackets: 40, ExitRTTMs: 142.5})
+	if got := h.Status().Mixnet; got == nil || got.RealPackets != 3 {
+		t.Fatalf("status %+v", got)
+	}
+	h.Status().Mixnet.RealPackets = 7
+	if h.Status().Mixnet.RealPackets != 3 {
+		t.Fatal("Status returns shared memory")
+	}
+	h.SetMixnet(&api.MixnetStats{Profile: api.ProfileMax, RealPackets: 4, CoverPackets: 41, ExitRTTMs: 140})
+	h.SetMixnet(nil)
+	cancel()
+	var got []api.Event
+	for e := range ev {
+		got = append(got, e)
+	}
+	if len(got) != 3 {
+		t.Fatalf("got %d events, want 3: %+v", len(got), got)
+	}
+	st := first
+	for i, e := range got {
+		if e.Mixnet == nil || e.State != nil || e.Traffic != nil {
+			t.Fatalf("event %d carries %+v", i, e)
+		}
+		st.Apply(e)
+		if i == 1 && (st.Mixnet == nil || st.Mixnet.RealPackets != 4 || st.Mixnet.CoverPackets != 41) {
+			t.Fatalf("after event %d: %+v", i, st.Mixnet)
+		}
+	}
+	if got[0].Mixnet.RealPackets != 3 || st.Mixnet != nil || h.Status().Mixnet != nil {
+		t.Fatalf("first event %+v; after clearing %+v, hub %+v", got[0].Mixnet, st.Mixnet, h.Status().Mixnet)
+	}
+}
