@@ -90,6 +90,13 @@ type Tunnel interface {
 	Close() error
 }
 
+// MixnetStatser is a Tunnel with mixnet statistics (mixnet mode). The
+// machine publishes them with the traffic, through Config.OnMixnet. Like
+// Traffic, MixnetStats must not block.
+type MixnetStatser interface {
+	MixnetStats() api.MixnetStats
+}
+
 // Progress reports a connection stage; entry and exit are set once chosen.
 type Progress func(stage string, entry, exit *api.Gateway)
 
@@ -184,6 +191,11 @@ type Config struct {
 	OnState func(api.State)
 	// OnTraffic is called about once a second while connected, nil after.
 	OnTraffic func(*api.Traffic)
+	// OnMixnet is called with a MixnetStatser tunnel's statistics when it
+	// is connected and then about once a second, nil after; never for
+	// other tunnels. Like the other callbacks it must not block; dropping
+	// unchanged values is the receiver's job (control.Hub does).
+	OnMixnet func(*api.MixnetStats)
 	// Firewall is the kill switch; nil means none. It blocks in every
 	// state but a user's Disconnected when Settings().KillSwitch is on,
 	// and in that one too with Settings().Lockdown.
@@ -252,6 +264,9 @@ func New(cfg Config) *Machine {
 	}
 	if cfg.OnTraffic == nil {
 		cfg.OnTraffic = func(*api.Traffic) {}
+	}
+	if cfg.OnMixnet == nil {
+		cfg.OnMixnet = func(*api.MixnetStats) {}
 	}
 	return &Machine{cfg: cfg, cmds: make(chan command), fw: fwState{kind: api.Disconnected}}
 }
@@ -705,7 +720,18 @@ func (r *run) attemptFinished(res attemptResult) {
 	}
 	r.publish(api.State{Kind: api.Connected, Mode: info.Mode, Since: &since, Entry: &entry, Exit: &exit,
 		Addresses: addrs, DNS: info.DNS, Interface: info.Interface})
+	// At once, so that a status read right after connecting shows the
+	// mode's statistics (traffic waits for the first check).
+	r.publishMixnet()
 	r.scheduleHealth()
+}
+
+// publishMixnet publishes the tunnel's mixnet statistics, if it has any.
+func (r *run) publishMixnet() {
+	if m, ok := r.tunnel.(MixnetStatser); ok {
+		st := m.MixnetStats()
+		r.cfg.OnMixnet(&st)
+	}
 }
 
 func (r *run) scheduleHealth() {
@@ -718,6 +744,7 @@ func (r *run) checkHealth(now time.Time) {
 	}
 	tr := r.tunnel.Traffic()
 	r.cfg.OnTraffic(&tr)
+	r.publishMixnet()
 	if err := r.tunnel.Check(now); err != nil {
 		r.cfg.Logger.Warn("tunnel lost; reconnecting", "err", err)
 		r.reason = "the tunnel stopped working: " + err.Error()
@@ -740,6 +767,7 @@ func (r *run) teardown(then api.StateKind, reason string) {
 	s := api.State{Kind: api.Disconnecting, Mode: r.state.Mode, Then: then, Entry: r.state.Entry, Exit: r.state.Exit}
 	r.publish(s)
 	r.cfg.OnTraffic(nil)
+	r.cfg.OnMixnet(nil)
 	if r.attempt != nil {
 		r.attempt.cancel()
 		return // attemptFinished continues
@@ -809,6 +837,7 @@ func (r *run) shutdown() {
 		r.tunnel = nil
 	}
 	r.cfg.OnTraffic(nil)
+	r.cfg.OnMixnet(nil)
 	r.fwMu.Lock()
 	r.fw.stopped = true // from now on: block if the target is connected
 	r.fwMu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -239,6 +240,7 @@ type harness struct {
 	log       *eventLog
 	states    chan api.State
 	traffic   chan *api.Traffic
+	mixnet    chan *api.MixnetStats
 	settings  api.Settings
 	setMu     sync.Mutex
 	cancel    context.CancelFunc
@@ -250,7 +252,8 @@ type harness struct {
 func newHarness(t *testing.T, targetConnected bool) *harness {
 	h := &harness{t: t, clock: newFakeClock(), conn: &fakeConnector{calls: make(chan *connectCall, 4)},
 		log: &eventLog{}, target: &memTarget{connect: targetConnected},
-		states: make(chan api.State, 100), traffic: make(chan *api.Traffic, 100), settings: api.DefaultSettings()}
+		states: make(chan api.State, 100), traffic: make(chan *api.Traffic, 100),
+		mixnet: make(chan *api.MixnetStats, 100), settings: api.DefaultSettings()}
 	h.sys = &fakeSystem{log: h.log}
 	h.fw = &fakeFirewall{}
 	h.m = New(Config{
@@ -266,6 +269,7 @@ func newHarness(t *testing.T, targetConnected bool) *harness {
 		HealthInterval: healthInterval,
 		OnState:        func(s api.State) { h.states <- s },
 		OnTraffic:      func(tr *api.Traffic) { h.traffic <- tr },
+		OnMixnet:       func(m *api.MixnetStats) { h.mixnet <- m },
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -754,4 +758,72 @@ func TestNetworkBackWhileTearingDown(t *testing.T) {
 	h.m.SetOnline(context.Background(), true) // a new address arrives meanwhile
 	h.sys.mu.Unlock()
 	h.connectOK(1, "exit-ch-1")
+}
+
+// mixnetTunnel is a fakeTunnel with mixnet statistics that count up as
+// the test sends packets.
+type mixnetTunnel struct {
+	*fakeTunnel
+	real atomic.Uint64
+}
+
+func (t *mixnetTunnel) MixnetStats() api.MixnetStats {
+	return api.MixnetStats{Profile: api.ProfileMax, RealPackets: t.real.Load(), CoverPackets: 10}
+}
+
+// TestMixnetStats: a tunnel with mixnet statistics has them published when
+// it is connected and at every check, and cleared when it goes down; a
+// tunnel without (fast mode) never has any.
+func TestMixnetStats(t *testing.T) {
+	h := newHarness(t, false)
+	h.m.Connect(context.Background())
+	h.expectConnecting(StageStarting, 1)
+	c := h.nextCall()
+	tun := &mixnetTunnel{fakeTunnel: h.tunnel("exit-ch-1")}
+	tun.info.Mode = api.ModeMixnet
+	tun.real.Store(3)
+	c.result <- attemptResult{tunnel: tun}
+	h.expectConnecting(StageSystem, 1)
+	h.expect(api.Connected)
+	nextMixnet := func() *api.MixnetStats {
+		t.Helper()
+		select {
+		case m := <-h.mixnet:
+			return m
+		case <-time.After(wait):
+			t.Fatal("no mixnet statistics published")
+		}
+		return nil
+	}
+	if m := nextMixnet(); m == nil || m.RealPackets != 3 || m.Profile != api.ProfileMax {
+		t.Fatalf("mixnet statistics when connected: %+v", m)
+	}
+	tun.real.Store(5) // traffic flows
+	h.clock.Advance(healthInterval)
+	if m := nextMixnet(); m == nil || m.RealPackets != 5 {
+		t.Fatalf("mixnet statistics at the check: %+v", m)
+	}
+	h.m.Disconnect(context.Background())
+	h.expect(api.Disconnecting)
+	if m := nextMixnet(); m != nil {
+		t.Fatalf("mixnet statistics after the tunnel went down: %+v", m)
+	}
+	h.expect(api.Disconnected)
+
+	// Fast mode: traffic, but no mixnet statistics (only the clearing
+	// when it goes down).
+	h.m.Connect(context.Background())
+	h.connectOK(1, "exit-ch-1")
+	h.clock.Advance(healthInterval)
+	if tr := <-h.traffic; tr == nil {
+		t.Fatal("no traffic")
+	}
+	h.m.Disconnect(context.Background())
+	h.expect(api.Disconnecting)
+	// The channel is in order: anything published while connected
+	// would come before the clearing.
+	if m := nextMixnet(); m != nil {
+		t.Fatalf("fast mode published mixnet statistics %+v", m)
+	}
+	h.expect(api.Disconnected)
 }
