@@ -47,6 +47,12 @@ type Config struct {
 	Firewall tunnelstate.Firewall
 	// Ready, if set, is called once the socket accepts requests.
 	Ready func()
+
+	// connector and system, when set, replace the tunnels and the system
+	// integration (tests in this package, which cannot make a TUN or
+	// routes).
+	connector tunnelstate.Connector
+	system    tunnelstate.System
 }
 
 func platformDir(stateDir string) string { return filepath.Join(stateDir, "platform") }
@@ -145,15 +151,26 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	d.accounts.hub = d.hub
 	d.connector = &fastConnector{cfg: cfg, log: log.With("part", "fast"), directories: newTopologyCache(cfg.FwMark), accounts: d.accounts}
+	var connector tunnelstate.Connector = d.connector
+	if cfg.connector != nil {
+		connector = cfg.connector
+	}
+	var system tunnelstate.System = &systemAdapter{sys: sys, cfg: cfg, routed: d.accounts.routed}
+	if cfg.system != nil {
+		system = cfg.system
+	}
 	d.machine = tunnelstate.New(tunnelstate.Config{
-		Connector: d.connector,
-		System:    &systemAdapter{sys: sys, cfg: cfg, routed: d.accounts.routed},
+		Connector: connector,
+		System:    system,
 		Target:    &publishedTarget{store: target, hub: d.hub},
 		Settings:  d.currentSettings,
 		OnState:   d.hub.SetState,
 		OnTraffic: d.hub.SetTraffic,
-		Firewall:  d.accounts.watch(fw),
-		Logger:    log.With("part", "tunnel"),
+		// Mixnet mode's statistics, at the traffic's pace (each health
+		// check, about once a second); the Hub drops repeats.
+		OnMixnet: d.hub.SetMixnet,
+		Firewall: d.accounts.watch(fw),
+		Logger:   log.With("part", "tunnel"),
 	})
 
 	srv, err := control.New(control.Config{
