@@ -85,6 +85,11 @@ func printStatus(w io.Writer, st api.Status, now time.Time) {
 		}
 		row("Traffic", v)
 	}
+	if m := st.Mixnet; m != nil {
+		for _, r := range mixnetRows(*m) {
+			row(r[0], r[1])
+		}
+	}
 	if t := st.Tickets; t != nil {
 		if t.Account {
 			row("Tickets", ticketsLine(*t))
@@ -169,6 +174,7 @@ func (r *runner) watch(ctx context.Context, args []string) error {
 
 // follow prints es's events until it ends.
 func (r *runner) follow(ctx context.Context, es *client.EventStream, asJSON bool) error {
+	var shown [2]int64 // the bytes of the traffic last printed
 	for {
 		e, err := es.Next()
 		if err != nil {
@@ -181,6 +187,21 @@ func (r *runner) follow(ctx context.Context, es *client.EventStream, asJSON bool
 			}
 			fmt.Fprintf(r.stdout, "%s\n", b)
 			continue
+		}
+		// A traffic event whose bytes did not move (a mixnet tunnel's
+		// ping answered, a new handshake) says nothing to a person.
+		if e.Status != nil {
+			shown = [2]int64{}
+			if t := e.Status.Traffic; t != nil {
+				shown = [2]int64{t.TxBytes, t.RxBytes}
+			}
+		}
+		if t := e.Traffic; t != nil {
+			b := [2]int64{t.TxBytes, t.RxBytes}
+			if *t != (api.Traffic{}) && b == shown {
+				e.Traffic = nil
+			}
+			shown = b
 		}
 		now := time.Now()
 		for _, line := range describeEvent(e, now) {
@@ -206,6 +227,9 @@ func describeEvent(e api.Event, now time.Time) []string {
 	}
 	if t := e.Traffic; t != nil && *t != (api.Traffic{}) {
 		lines = append(lines, fmt.Sprintf("traffic: sent %s, received %s", formatBytes(t.TxBytes), formatBytes(t.RxBytes)))
+	}
+	if m := e.Mixnet; m != nil && *m != (api.MixnetStats{}) {
+		lines = append(lines, mixnetLine(*m))
 	}
 	return lines
 }
