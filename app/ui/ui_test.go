@@ -62,6 +62,12 @@ func screens() map[string]struct {
 	connected := model(api.State{Kind: api.Connected, Mode: api.ModeFast, Since: &since, Entry: de, Exit: ch,
 		Addresses: []netip.Addr{netip.MustParseAddr("10.1.0.2")}})
 	connected.Status.Traffic = &api.Traffic{TxBytes: 1500, RxBytes: 2_500_000}
+	mixnetUp := model(api.State{Kind: api.Connected, Mode: api.ModeMixnet, Since: &since, Entry: de, Exit: ch,
+		Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.2")}})
+	mixnetUp.Status.Settings.Mode = api.ModeMixnet
+	mixnetUp.Status.Traffic = &api.Traffic{TxBytes: 41_000, RxBytes: 520_000}
+	mixnetUp.Status.Mixnet = &api.MixnetStats{Profile: api.ProfileMax, RealPackets: 312, CoverPackets: 3800,
+		LoopCoverPackets: 410, Retransmissions: 3, ExitSURBs: 48, ExitRTTMs: 142.3, OverheadMs: 7.3}
 	mixnet := model(api.State{Kind: api.Disconnected})
 	mixnet.Status.Settings.Mode = api.ModeMixnet
 	mixnet.Failure = viewmodel.FailureOf(viewmodel.Intent{Kind: viewmodel.IntentConnect},
@@ -94,6 +100,9 @@ func screens() map[string]struct {
 			[]string{"Connecting…", "Starting the entry tunnel.", "Step 6 of 9: Starting the entry tunnel (attempt 2)", "Cancel", "Germany · entry-de-1"}},
 		"connected": {connected, viewmodel.PageMain,
 			[]string{"Connected", "Your traffic goes through Germany and Switzerland.", "Disconnect", "Connected for", "1:15", "10.1.0.2", "sent 1.5 kB · received 2.5 MB"}},
+		"connected-mixnet": {mixnetUp, viewmodel.PageMain,
+			[]string{"Connected", "Disconnect", "Mixnet · maximum privacy", "Packets", "312 real / 4,210 cover (93% cover)",
+				"Round trip", "142 ms to the exit · 3 resent"}},
 		"error": {model(api.State{Kind: api.Error, Mode: api.ModeFast, Reason: "create the tunnel device nymvpn0: operation not permitted", ErrorCode: api.CodeInternal}), viewmodel.PageMain,
 			[]string{"The VPN couldn't connect", "Create the tunnel device", "Try again", "Disconnect", "Press Try again"}},
 		"mixnet-refused": {mixnet, viewmodel.PageMain,

@@ -480,8 +480,14 @@ func connectedRows(m Model, now time.Time) []Row {
 			mode = o.Label
 		}
 	}
+	if st.Mode == api.ModeMixnet {
+		mode = mixnetMode(m)
+	}
 	if mode != "" {
 		rows = append(rows, Row{"Mode", mode})
+	}
+	if mx := m.Status.Mixnet; mx != nil && st.Mode == api.ModeMixnet {
+		rows = append(rows, mixnetRows(*mx)...)
 	}
 	return rows
 }
