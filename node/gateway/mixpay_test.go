@@ -3,7 +3,9 @@ package gateway_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,4 +81,80 @@ func TestMixnetIngressPaid(t *testing.T) {
 		t.Fatalf("reconnect after the top-up: %v", err)
 	}
 	c2.Close()
+}
+
+// The exit's IP packet router pays with mixnet-exit tickets through
+// ExitPayment: bound to this gateway, of that type, once; what one buys is
+// the type's bandwidth (overridable) with the top-up level at a quarter, and
+// every ticket counts in the gateway's ticket stats. RoleMixnetExit names no
+// registration role. A free-pass gateway has no hook; one without payments
+// refuses every ticket.
+func TestMixnetExitTickets(t *testing.T) {
+	p := newPaidGateway(t, func(p *paidGateway) {
+		p.bandwidth = map[credential.TicketType]int64{credential.MixnetExit: 64 << 10}
+	})
+	pay := p.gw.ExitPayment()
+	if pay == nil {
+		t.Fatal("a gateway that takes tickets has no exit payment hook")
+	}
+	refusal := func(ticket []byte) string {
+		t.Helper()
+		_, _, err := pay(ticket)
+		var xerr *gateway.ExitTicketError
+		if !errors.As(err, &xerr) {
+			t.Fatalf("refusal %v is not an ExitTicketError", err)
+		}
+		if want := xerr.Refusal.Code + ": "; !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("refusal text %q does not start with its code", err)
+		}
+		return xerr.Refusal.Code
+	}
+	now := time.Now()
+	fast, _ := spend(t, p.book(t, credential.FastExit, 1), 0, p.noise, now)
+	if code := refusal(fast); code != registration.CodeTicketWrongType {
+		t.Errorf("fast-exit ticket at the IP packet router: %s", code)
+	}
+	book := p.book(t, credential.MixnetExit, 3)
+	other, _ := transport.GenerateKey()
+	elsewhere, _ := spend(t, book, 0, other, now)
+	if code := refusal(elsewhere); code != registration.CodeTicketWrongGateway {
+		t.Errorf("ticket bound to another gateway: %s", code)
+	}
+	good, _ := spend(t, book, 1, p.noise, now)
+	bw, topUp, err := pay(good)
+	if err != nil || bw != 64<<10 || topUp != 16<<10 {
+		t.Fatalf("mixnet-exit ticket: %d, %d, %v", bw, topUp, err)
+	}
+	if code := refusal(good); code != registration.CodeTicketSpent {
+		t.Errorf("the same ticket again: %s", code)
+	}
+	if st := p.gw.Stats(); st.TicketsAccepted != 1 || st.TicketsRefused != 3 {
+		t.Errorf("ticket stats %+v", st)
+	}
+	tk, _ := spend(t, book, 2, p.noise, now)
+	if _, code := p.register(t, registration.RoleMixnetExit, tk); code != registration.CodeMalformed {
+		t.Errorf("registration for %q: %q, want %q", registration.RoleMixnetExit, code, registration.CodeMalformed)
+	}
+
+	lo := netip.MustParseAddr("127.0.0.1")
+	for _, free := range []bool{true, false} {
+		gw, err := gateway.New(gateway.Config{
+			ID: "unpaid", Roles: []directory.Role{directory.RoleExit}, NoiseKey: p.noise, WireGuardKey: p.wg, FreePass: free,
+			WireGuardListen: netip.AddrPortFrom(lo, 0), RegistrationListen: netip.AddrPortFrom(lo, 0),
+			Logger: slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hook := gw.ExitPayment()
+		if free && hook != nil {
+			t.Error("a free-pass gateway has an exit payment hook")
+		}
+		if !free {
+			if _, _, err := hook(tk); err == nil || !strings.Contains(err.Error(), registration.CodePaymentRequired) {
+				t.Errorf("a gateway without payments: %v", err)
+			}
+		}
+		gw.Close()
+	}
 }

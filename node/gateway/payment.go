@@ -121,7 +121,9 @@ func (p *payments) bandwidth(typ credential.TicketType) int64 {
 // topUpAt is the allowance below which the gateway asks for the next ticket.
 func (p *payments) topUpAt(typ credential.TicketType) int64 { return p.bandwidth(typ) / TopUpFraction }
 
-// ticketType is the type a registration role pays with.
+// ticketType is the type a registration role pays with (and
+// registration.RoleMixnetExit, the exit's IP packet router, which is not
+// one).
 func ticketType(role string) credential.TicketType {
 	switch role {
 	case registration.RoleEntry:
@@ -130,6 +132,8 @@ func ticketType(role string) credential.TicketType {
 		return credential.FastExit
 	case registration.RoleMixnet:
 		return credential.MixnetEntry
+	case registration.RoleMixnetExit:
+		return credential.MixnetExit
 	}
 	return 0
 }
