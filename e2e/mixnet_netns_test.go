@@ -125,6 +125,22 @@ func TestDaemonMixnetModeSystemWide(t *testing.T) {
 		t.Errorf("status does not show the mode and profile:\n%s", out)
 	}
 	checkThroughTunnel(t, client)
+	// The tunnel's statistics in the status, counting that traffic.
+	netnstest.Poll(t, readyTimeout, "mixnet statistics in the status", func() error {
+		m := status(t, mustNymvpn).Mixnet
+		if m == nil || m.Profile != api.ProfileMax || m.RealPackets == 0 || m.CoverPackets+m.LoopCoverPackets == 0 ||
+			m.IPPacketsOut == 0 || m.IPPacketsIn == 0 || m.SURBsUsed == 0 || m.ExitRTTMs == 0 {
+			return fmt.Errorf("mixnet %+v", m)
+		}
+		return nil
+	})
+	out = mustNymvpn("status")
+	for _, want := range []string{"Packets:", "% cover)", "Exit RTT:", "above the mix delays", "Exit SURBs:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks the mixnet block's %q:\n%s", want, out)
+		}
+	}
+	t.Logf("status with the mixnet block:\n%s", out)
 	// Everything on the client's outer link went to the entry gateway:
 	// the directory, its registration and mixnet client endpoints.
 	entry := entryAddrC.Addr().String()
@@ -158,6 +174,9 @@ func TestDaemonMixnetModeSystemWide(t *testing.T) {
 	}
 	reconnected("reconnected in fast mode", func() { mustNymvpn("connect", "--mode", "fast") },
 		func(st api.Status) bool { return st.State.Mode == api.ModeFast })
+	if m := status(t, mustNymvpn).Mixnet; m != nil {
+		t.Errorf("mixnet statistics in fast mode: %+v", m)
+	}
 	reconnected("reconnected in mixnet mode, fast profile", func() { mustNymvpn("connect", "--mode", "mixnet", "--profile", "fast") },
 		func(st api.Status) bool {
 			return st.State.Mode == api.ModeMixnet && st.Settings.PrivacyProfile == api.ProfileFast
