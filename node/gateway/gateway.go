@@ -124,6 +124,8 @@ type Gateway struct {
 	stats  counters
 	mix    *mixSide  // nil without the mixnet
 	pay    *payments // nil with FreePass or without PaymentConfig
+	// allowances keeps paid allowances across restarts (with pay).
+	allowances *allowanceStore
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -203,6 +205,13 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		closePay()
 		return nil, err
+	}
+	if g.pay != nil {
+		g.peers.grace = DefaultTopUpGrace
+		if g.allowances, err = openAllowanceStore(g.pay.db, g.pay.cfg.Now); err != nil {
+			closePay()
+			return nil, err
+		}
 	}
 	g.stack, err = netstack.New(netstack.Config{
 		Addresses:     []netip.Addr{g.peers.gw4, g.peers.gw6},
@@ -438,9 +447,19 @@ func (g *Gateway) Close() error {
 	if g.mix != nil {
 		mixErr = g.mix.close()
 	}
+	if g.pay != nil {
+		// Charge the traffic since the last meter round, to be written
+		// below.
+		if _, err := g.peers.meter(); err != nil {
+			g.log.Warn("metering peers at close", "err", err)
+		}
+	}
 	g.dev.Close() // closes the stack (and the kernel TUN) too
 	g.wg.Wait()
 	if g.pay != nil {
+		if err := g.flushAllowances(); err != nil {
+			g.log.Warn("writing allowances at close", "err", err)
+		}
 		if err := g.pay.close(); err != nil {
 			g.log.Warn("closing the ticket database", "err", err)
 		}
@@ -460,7 +479,9 @@ func (g *Gateway) Close() error {
 // Without FreePass a registration pays with a ticket of the role's type; a
 // registration of a known key with a ticket tops up the same peer (same
 // addresses, allowance extended), one without a ticket is admitted only while
-// the peer has allowance left.
+// the peer has allowance left. A key is known while the gateway holds it in
+// memory, or, after a restart or once its peer expired, by the allowance its
+// database kept for the key and role.
 func (g *Gateway) Register(ctx context.Context, p registration.Peer) (*registration.Grant, error) {
 	if p.Role == registration.RoleMixnet {
 		return g.registerMixnet(p)
@@ -469,13 +490,18 @@ func (g *Gateway) Register(ctx context.Context, p registration.Peer) (*registrat
 		return nil, registration.Errorf(registration.CodeRoleNotServed, "gateway %s does not serve the %s role", g.cfg.ID, p.Role)
 	}
 	var bought int64
+	var stored allowanceRecord // what the database kept, for a key not in memory
 	if !g.cfg.FreePass {
 		if g.pay == nil {
 			return nil, registration.Errorf(registration.CodePaymentRequired, "gateway %s takes no tickets (no issuers configured) and has no free pass", g.cfg.ID)
 		}
+		role, left, metered, ok := g.peers.allowanceOf(p.WireGuardKey)
+		if !ok || !metered || role != p.Role {
+			stored, _ = g.storedAllowance(p.WireGuardKey, p.Role)
+			left = stored.Left
+		}
 		if len(p.Ticket) == 0 {
-			role, left, metered, ok := g.peers.allowanceOf(p.WireGuardKey)
-			if !ok || !metered || role != p.Role || left <= 0 {
+			if left <= 0 {
 				return nil, registration.Errorf(registration.CodePaymentRequired, "gateway %s requires a %v ticket", g.cfg.ID, ticketType(p.Role))
 			}
 		} else {
@@ -507,17 +533,25 @@ func (g *Gateway) Register(ctx context.Context, p registration.Peer) (*registrat
 	}
 	if g.pay != nil && !g.cfg.FreePass {
 		typ := ticketType(p.Role)
-		grant.Bandwidth = g.peers.credit(p.WireGuardKey, p.Role, bought, g.pay.topUpAt(typ))
+		grant.Bandwidth = g.peers.creditFrom(p.WireGuardKey, p.Role, bought, g.pay.topUpAt(typ), stored.Left)
 		grant.TopUpAt = g.pay.topUpAt(typ)
+		if bought > 0 {
+			// On disk before the client holds the grant.
+			if err := g.flushAllowances(); err != nil {
+				g.log.Warn("writing the allowance bought (retried with the next flush)", "err", err)
+			}
+		}
 	}
 	g.log.Info("registered", "role", p.Role, "addr4", pe.v4, "addr6", pe.v6, "paid", bought > 0, "allowance", grant.Bandwidth)
 	return grant, nil
 }
 
 // meterLoop counts peers' traffic against their allowances until ctx ends.
+// Every AllowanceFlushInterval it writes the allowances that changed.
 func (g *Gateway) meterLoop(ctx context.Context) {
 	t := time.NewTicker(g.pay.cfg.MeterInterval)
 	defer t.Stop()
+	lastFlush := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -525,6 +559,12 @@ func (g *Gateway) meterLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		cut, err := g.peers.meter()
+		if time.Since(lastFlush) >= AllowanceFlushInterval {
+			lastFlush = time.Now()
+			if err := g.flushAllowances(); err != nil {
+				g.log.Warn("writing allowances", "err", err)
+			}
+		}
 		if err != nil {
 			g.log.Warn("metering peers", "err", err)
 		}
@@ -546,6 +586,11 @@ func (g *Gateway) pruneLoop(ctx context.Context) {
 			g.log.Warn("pruning the ticket database", "err", err)
 		} else if n > 0 {
 			g.log.Debug("pruned the ticket database", "records", n)
+		}
+		if n, err := g.allowances.prune(); err != nil {
+			g.log.Warn("pruning stored allowances", "err", err)
+		} else if n > 0 {
+			g.log.Debug("pruned allowances idle for a week", "records", n)
 		}
 		select {
 		case <-ctx.Done():

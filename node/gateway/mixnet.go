@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -100,6 +101,8 @@ type mixAllowance struct {
 	left    atomic.Int64
 	topUpAt int64
 	updated time.Time
+	// flushed is left as last written to the database (mixSide.mu).
+	flushed int64
 }
 
 // mixClient is one connected client: a bounded queue of deliveries drained
@@ -309,9 +312,7 @@ func (m *mixSide) hello(tc *transport.Conn) (*mixClient, error) {
 	}
 	c := &mixClient{recipient: r, conn: tc, q: make(chan mixnet.Delivery, m.cfg.ClientQueue), done: make(chan struct{})}
 	if m.paid() {
-		m.mu.Lock()
-		a := m.allowances[r]
-		m.mu.Unlock()
+		a := m.known(r)
 		if a == nil || a.left.Load() <= 0 {
 			m.refusedUnpaid.Add(1)
 			return nil, fmt.Errorf("payment required: register a %v ticket for this key (registration role %q) first", credential.MixnetEntry, registration.RoleMixnet)
@@ -510,9 +511,7 @@ func (g *Gateway) registerMixnet(p registration.Peer) (*registration.Grant, erro
 		return grant, nil
 	}
 	r := sphinx.Recipient(p.WireGuardKey)
-	m.mu.Lock()
-	a := m.allowances[r]
-	m.mu.Unlock()
+	a := m.known(r)
 	if len(p.Ticket) == 0 {
 		if a == nil || a.left.Load() <= 0 {
 			return nil, registration.Errorf(registration.CodePaymentRequired, "gateway %s requires a %v ticket", g.cfg.ID, credential.MixnetEntry)
@@ -533,7 +532,7 @@ func (g *Gateway) registerMixnet(p registration.Peer) (*registration.Grant, erro
 	if a = m.allowances[r]; a == nil {
 		// Forget allowances spent long ago before adding one.
 		for k, o := range m.allowances {
-			if o.left.Load() <= 0 && now.Sub(o.updated) > ClientIdleTimeout {
+			if left := o.left.Load(); left <= 0 && left == o.flushed && now.Sub(o.updated) > ClientIdleTimeout {
 				delete(m.allowances, k)
 			}
 		}
@@ -547,6 +546,58 @@ func (g *Gateway) registerMixnet(p registration.Peer) (*registration.Grant, erro
 	}
 	m.mu.Unlock()
 	grant.Bandwidth, grant.TopUpAt = a.left.Add(bought), topUpAt
+	if err := g.flushAllowances(); err != nil {
+		g.log.Warn("writing the allowance bought (retried with the next flush)", "err", err)
+	}
 	g.log.Info("mixnet allowance bought", "allowance", grant.Bandwidth)
 	return grant, nil
+}
+
+// known returns r's allowance: the one in memory, or the one the database
+// kept (a restart in between), which it then holds in memory; nil if none.
+func (m *mixSide) known(r sphinx.Recipient) *mixAllowance {
+	m.mu.Lock()
+	a := m.allowances[r]
+	m.mu.Unlock()
+	if a != nil {
+		return a
+	}
+	rec, ok := m.g.storedAllowance(r, registration.RoleMixnet)
+	if !ok {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if a = m.allowances[r]; a == nil {
+		a = &mixAllowance{topUpAt: rec.TopUpAt, updated: time.Now(), flushed: rec.Left}
+		a.left.Store(rec.Left)
+		m.allowances[r] = a
+	}
+	return a
+}
+
+// takeDirty returns the allowances whose bytes left changed since they were
+// last written, as written now.
+func (m *mixSide) takeDirty() map[allowanceKey]allowanceRecord {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[allowanceKey]allowanceRecord{}
+	for r, a := range m.allowances {
+		if left := a.left.Load(); left != a.flushed {
+			out[allowanceKey{key: r, role: registration.RoleMixnet}] = allowanceRecord{Left: left, TopUpAt: a.topUpAt}
+			a.flushed = left
+		}
+	}
+	return out
+}
+
+// requeue has the next takeDirty return recs' keys again (a failed write).
+func (m *mixSide) requeue(recs map[allowanceKey]allowanceRecord) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, rec := range recs {
+		if a := m.allowances[sphinx.Recipient(k.key)]; a != nil && a.flushed == rec.Left {
+			a.flushed = math.MinInt64 // anything but what it holds
+		}
+	}
 }

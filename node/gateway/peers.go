@@ -15,6 +15,14 @@ import (
 	"github.com/nymvpn/nymvpn/wguapi"
 )
 
+// DefaultTopUpGrace is how long a gateway that takes tickets keeps serving
+// a peer whose allowance reached zero, for a top-up on its way (the client
+// asks when what is left falls below the grant's top_up_at; a fast flow can
+// spend that margin before the new ticket arrives). Meanwhile the peer may
+// overdraw at most its top-up margin, which the next ticket pays first;
+// after that, or without a top-up, it is cut off.
+const DefaultTopUpGrace = 2 * time.Second
+
 // wgDevice is the part of a wireguard-go device the peer table drives.
 type wgDevice interface {
 	IpcSet(string) error
@@ -30,14 +38,23 @@ type peer struct {
 	registered time.Time
 	remote     netip.AddrPort
 
-	// Metering (gateways that take tickets): bytes left, the level below
-	// which the gateway asks for a top-up, the device's counters at the last
-	// count, and whether the peer was cut off for running out.
+	// Metering (gateways that take tickets): bytes left (below zero: owed
+	// by the next ticket), the level below which the gateway asks for a
+	// top-up, and the device's counters at the last count.
 	metered        bool
 	allowance      int64
 	topUpAt        int64
 	seenRx, seenTx int64
-	suspended      bool
+	// overdrawn is when the allowance fell to zero or below (zero while it
+	// is positive): the start of the peer's grace for a late top-up.
+	overdrawn time.Time
+	// paused: cut off for running out. The peer stays on the device without
+	// allowed IPs, so nothing passes in either direction but its WireGuard
+	// session survives, and a late top-up resumes it at once (a removed
+	// peer would need a new handshake, which the client starts only after
+	// 15 s without an answer). pausedAt starts its idle time.
+	paused   bool
+	pausedAt time.Time
 }
 
 // peerTable hands out addresses from a pool pair and keeps the WireGuard
@@ -49,6 +66,10 @@ type peerTable struct {
 	gw4, gw6     netip.Addr // index 1 of each pool
 	size         uint64     // usable indexes are 2 .. size-1
 	now          func() time.Time
+	// grace is how long a peer whose allowance reached zero keeps going, for
+	// a top-up on its way to land, before it is cut off; it never owes more
+	// than its top-up margin (topUpAt) meanwhile. Zero: cut off at zero.
+	grace time.Duration
 
 	// counting serializes reading the device's counters with charging
 	// them (meter, credit), so that an older reading is never applied after
@@ -60,6 +81,9 @@ type peerTable struct {
 	byAddr  map[netip.Addr]*peer
 	byIndex map[uint64]*peer
 	cursor  uint64
+	// dirty holds the allowances changed since they were last written to
+	// the gateway's database (allowances.go).
+	dirty map[allowanceKey]allowanceRecord
 }
 
 func newPeerTable(dev wgDevice, pool4, pool6 netip.Prefix, now func() time.Time) (*peerTable, error) {
@@ -79,7 +103,7 @@ func newPeerTable(dev wgDevice, pool4, pool6 netip.Prefix, now func() time.Time)
 	t := &peerTable{
 		dev: dev, pool4: pool4, pool6: pool6, size: size, now: now,
 		byKey: map[transport.Key]*peer{}, byAddr: map[netip.Addr]*peer{}, byIndex: map[uint64]*peer{},
-		cursor: 2,
+		cursor: 2, dirty: map[allowanceKey]allowanceRecord{},
 	}
 	t.gw4, t.gw6 = addrAt(pool4, 1), addrAt(pool6, 1)
 	return t, nil
@@ -119,14 +143,14 @@ func (t *peerTable) register(p registration.Peer) (*peer, error) {
 	pe.registered = t.now()
 	pe.remote = p.Remote
 	var b strings.Builder
-	fmt.Fprintf(&b, "public_key=%s\npreshared_key=%s\nreplace_allowed_ips=true\nallowed_ip=%s/32\nallowed_ip=%s/128\n",
-		hex.EncodeToString(p.WireGuardKey[:]), hex.EncodeToString(p.PresharedKey[:]), pe.v4, pe.v6)
+	fmt.Fprintf(&b, "public_key=%s\npreshared_key=%s\n", hex.EncodeToString(p.WireGuardKey[:]), hex.EncodeToString(p.PresharedKey[:]))
+	if !pe.paused {
+		// A paused peer gets its addresses back from credit, once it has
+		// allowance again.
+		fmt.Fprintf(&b, "replace_allowed_ips=true\nallowed_ip=%s/32\nallowed_ip=%s/128\n", pe.v4, pe.v6)
+	}
 	if err := t.dev.IpcSet(b.String()); err != nil {
 		return nil, fmt.Errorf("gateway: add WireGuard peer: %w", err)
-	}
-	if pe.suspended {
-		// Back on the device after a cut-off: its counters start again.
-		pe.suspended, pe.seenRx, pe.seenTx = false, 0, 0
 	}
 	if !ok {
 		t.byKey[pe.key] = pe
@@ -167,7 +191,9 @@ func (t *peerTable) count() int {
 }
 
 // expire removes peers that have neither registered nor completed a
-// WireGuard handshake within idle, and frees their addresses.
+// WireGuard handshake within idle, and frees their addresses. A paused
+// peer's handshakes do not count: it expires idle after its cut-off unless
+// it pays again. What an expired peer had left stays in the database.
 func (t *peerTable) expire(idle time.Duration) (int, error) {
 	state, err := wguapi.Get(t.dev)
 	if err != nil {
@@ -183,18 +209,13 @@ func (t *peerTable) expire(idle time.Duration) (int, error) {
 	removed := 0
 	for k, p := range t.byKey {
 		last := p.registered
-		if hs, ok := handshakes[k]; ok && hs.After(last) {
+		if hs, ok := handshakes[k]; ok && hs.After(last) && !p.paused {
 			last = hs
 		}
-		if now.Sub(last) < idle {
-			continue
+		if p.paused && p.pausedAt.After(last) {
+			last = p.pausedAt
 		}
-		if p.suspended { // not on the device any more
-			delete(t.byKey, k)
-			delete(t.byAddr, p.v4)
-			delete(t.byAddr, p.v6)
-			delete(t.byIndex, p.index)
-			removed++
+		if now.Sub(last) < idle {
 			continue
 		}
 		if err := t.dev.IpcSet(fmt.Sprintf("public_key=%s\nremove=true\n", hex.EncodeToString(k[:]))); err != nil {
@@ -258,50 +279,90 @@ func (t *peerTable) allowanceOf(key transport.Key) (role string, allowance int64
 // client counts down from with its own counters, is what is left now, not
 // what was left up to a meter interval ago (the client would otherwise
 // believe it has that interval's traffic more than the gateway lets it use).
+// What the peer overdrew during its grace is paid first. A paused peer
+// with allowance again is resumed: its addresses go back on the device, and
+// its WireGuard session continues.
 func (t *peerTable) credit(key transport.Key, role string, bytes, topUpAt int64) int64 {
+	return t.creditFrom(key, role, bytes, topUpAt, 0)
+}
+
+// creditFrom is credit for a peer that, if not metered yet, starts from
+// start: what the gateway's database kept for its key and role (a restart
+// in between), or nothing.
+func (t *peerTable) creditFrom(key transport.Key, role string, bytes, topUpAt, start int64) int64 {
 	t.counting.Lock()
 	defer t.counting.Unlock()
 	t.mu.Lock()
-	pe, ok := t.byKey[key]
-	charge := ok && pe.metered && !pe.suspended // a new peer has moved nothing yet
+	_, ok := t.byKey[key]
 	t.mu.Unlock()
 	var state wguapi.State
-	if charge {
+	if ok {
 		// On an error the next meter round charges it instead.
 		state, _ = wguapi.Get(t.dev)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if pe, ok = t.byKey[key]; !ok {
+	pe, ok := t.byKey[key]
+	if !ok {
 		return 0
 	}
-	if !pe.metered {
-		pe.metered, pe.allowance = true, 0
-	} else if !pe.suspended {
-		for _, ps := range state.Peers {
-			if ps.PublicKey == key {
-				pe.charge(ps)
-				break
+	var ps *wguapi.Peer
+	for i := range state.Peers {
+		if state.Peers[i].PublicKey == key {
+			ps = &state.Peers[i]
+			break
+		}
+	}
+	switch {
+	case !pe.metered:
+		// Counting starts now; what moved before is not charged.
+		pe.metered, pe.allowance = true, start
+		if ps != nil {
+			pe.seenRx, pe.seenTx = ps.RxBytes, ps.TxBytes
+		}
+	case ps != nil && pe.paused:
+		pe.seenRx, pe.seenTx = ps.RxBytes, ps.TxBytes // nothing passed
+	case ps != nil:
+		pe.charge(*ps)
+	}
+	pe.allowance += bytes
+	pe.topUpAt = topUpAt
+	if pe.allowance > 0 {
+		pe.overdrawn = time.Time{}
+		if pe.paused {
+			if err := t.dev.IpcSet(fmt.Sprintf("public_key=%s\nupdate_only=true\nreplace_allowed_ips=true\nallowed_ip=%s/32\nallowed_ip=%s/128\n",
+				hex.EncodeToString(key[:]), pe.v4, pe.v6)); err == nil {
+				pe.paused = false
 			}
 		}
 	}
-	pe.allowance = max(pe.allowance, 0) + bytes
-	pe.topUpAt = topUpAt
+	t.markLocked(pe)
 	return pe.allowance
 }
 
+// markLocked notes that pe's allowance changed, for the next write to the
+// database; the table's mu is held.
+func (t *peerTable) markLocked(pe *peer) {
+	if pe.metered {
+		t.dirty[allowanceKey{key: pe.key, role: pe.role}] = allowanceRecord{Left: pe.allowance, TopUpAt: pe.topUpAt}
+	}
+}
+
 // charge takes the bytes the peer's WireGuard counters (ps) moved since they
-// were last charged off its allowance; the table's mu is held.
-func (pe *peer) charge(ps wguapi.Peer) {
+// were last charged off its allowance; the table's mu is held. It returns
+// the bytes charged.
+func (pe *peer) charge(ps wguapi.Peer) int64 {
 	used := counterDelta(ps.RxBytes, pe.seenRx) + counterDelta(ps.TxBytes, pe.seenTx)
 	pe.seenRx, pe.seenTx = ps.RxBytes, ps.TxBytes
 	pe.allowance -= used
+	return used
 }
 
-// meter charges each metered peer the bytes its WireGuard counters moved since
-// the last count, and cuts off (removes from the device, keeping its addresses
-// until it expires) every peer whose allowance is spent. It returns the keys
-// cut off.
+// meter charges each metered peer the bytes its WireGuard counters moved
+// since the last count, and cuts off (pauses) every peer whose allowance is
+// spent and whose grace is over: grace after the allowance reached zero, or
+// an overdraft of its top-up margin, whichever comes first. A paused peer
+// is not charged (nothing passes). It returns the keys cut off.
 func (t *peerTable) meter() ([]transport.Key, error) {
 	t.counting.Lock()
 	defer t.counting.Unlock()
@@ -309,22 +370,36 @@ func (t *peerTable) meter() ([]transport.Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var cut []transport.Key
 	for _, ps := range state.Peers {
 		pe := t.byKey[ps.PublicKey]
-		if pe == nil || !pe.metered || pe.suspended {
+		if pe == nil || !pe.metered {
 			continue
 		}
-		pe.charge(ps)
+		if pe.paused {
+			pe.seenRx, pe.seenTx = ps.RxBytes, ps.TxBytes
+			continue
+		}
+		if pe.charge(ps) > 0 {
+			t.markLocked(pe)
+		}
 		if pe.allowance > 0 {
+			pe.overdrawn = time.Time{}
 			continue
 		}
-		if err := t.dev.IpcSet(fmt.Sprintf("public_key=%s\nremove=true\n", hex.EncodeToString(pe.key[:]))); err != nil {
+		if pe.overdrawn.IsZero() {
+			pe.overdrawn = now
+		}
+		if now.Sub(pe.overdrawn) < t.grace && -pe.allowance < pe.topUpAt {
+			continue // a top-up may be on its way
+		}
+		if err := t.dev.IpcSet(fmt.Sprintf("public_key=%s\nupdate_only=true\nreplace_allowed_ips=true\n", hex.EncodeToString(pe.key[:]))); err != nil {
 			return cut, fmt.Errorf("gateway: cut off a peer: %w", err)
 		}
-		pe.suspended = true
+		pe.paused, pe.pausedAt = true, now
 		cut = append(cut, pe.key)
 	}
 	return cut, nil
@@ -339,11 +414,41 @@ func counterDelta(now, before int64) int64 {
 	return now - before
 }
 
-// resetAllowance drops what a peer has left (it changes role).
+// resetAllowance drops what a peer has left (it changes role): the next
+// credit starts the new role's count.
 func (t *peerTable) resetAllowance(key transport.Key) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if pe, ok := t.byKey[key]; ok {
-		pe.allowance = 0
+		pe.metered, pe.allowance, pe.overdrawn = false, 0, time.Time{}
 	}
+}
+
+// takeDirty returns the allowances changed since the last call.
+func (t *peerTable) takeDirty() map[allowanceKey]allowanceRecord {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	d := t.dirty
+	t.dirty = map[allowanceKey]allowanceRecord{}
+	return d
+}
+
+// requeue puts back records a failed write did not store, unless newer
+// ones are waiting.
+func (t *peerTable) requeue(recs map[allowanceKey]allowanceRecord) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, r := range recs {
+		if _, newer := t.dirty[k]; !newer {
+			t.dirty[k] = r
+		}
+	}
+}
+
+// pending returns an allowance changed but not written yet.
+func (t *peerTable) pending(k allowanceKey) (allowanceRecord, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, ok := t.dirty[k]
+	return r, ok
 }

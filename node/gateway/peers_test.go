@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -163,4 +164,202 @@ func asRegErr(err error, target **registration.Error) bool {
 		*target = e
 	}
 	return ok
+}
+
+// lastSet returns the last UAPI operation on key.
+func (d *fakeDevice) lastSet(k transport.Key) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := len(d.sets) - 1; i >= 0; i-- {
+		if strings.Contains(d.sets[i], "public_key="+hex.EncodeToString(k[:])) {
+			return d.sets[i]
+		}
+	}
+	return ""
+}
+
+// onDevice reports whether the device passes key's traffic: the peer is
+// there with its allowed IPs.
+func (d *fakeDevice) passes(k transport.Key) bool {
+	s := d.lastSet(k)
+	return s != "" && !strings.Contains(s, "remove=true") && strings.Contains(s, "allowed_ip=")
+}
+
+// paidTable is a peer table with one metered peer, on a fake device and a
+// clock the test moves.
+func paidTable(t *testing.T, grace time.Duration) (*peerTable, *fakeDevice, *time.Time, transport.Key) {
+	t.Helper()
+	now := time.Unix(1_800_000_000, 0)
+	dev := &fakeDevice{counters: map[transport.Key][2]int64{}}
+	pt, err := newPeerTable(dev, DefaultPool4, DefaultPool6, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt.grace = grace
+	return pt, dev, &now, transport.Key{9}
+}
+
+// The race behind the e2e cut-off: a client that tops up when its allowance
+// falls below the grant's top_up_at (a quarter ticket) still reaches zero
+// before its new ticket lands whenever its traffic spends the margin faster
+// than a meter interval plus a registration take. Here the client's ticket
+// is on its way while the gateway counts the peer past zero: with the grace
+// the peer keeps going, the late top-up first pays what it overdrew, and the
+// WireGuard peer was never touched (no cut-off, no new handshake). Without
+// it, the gateway cut the peer off at zero, and a registration arriving a
+// moment later found it removed from the device.
+func TestLateTopUpWithinGrace(t *testing.T) {
+	const ticket, margin = 1000, 250
+	pt, dev, now, key := paidTable(t, 2*time.Second)
+	reg := func() {
+		t.Helper()
+		if _, err := pt.register(registration.Peer{Role: "entry", WireGuardKey: key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	meter := func() int {
+		t.Helper()
+		cut, err := pt.meter()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(cut)
+	}
+	reg()
+	pt.credit(key, "entry", ticket, margin)
+	dev.count(key, 700, 100) // left 200: the client asks for a ticket
+	if meter() != 0 {
+		t.Fatal("cut off with allowance left")
+	}
+	dev.count(key, 300, 0) // the margin is spent before the ticket lands: −100
+	*now = now.Add(time.Second)
+	if meter() != 0 || !dev.passes(key) {
+		t.Fatalf("cut off 100 bytes past zero, with a top-up on its way (last operation %q)", dev.lastSet(key))
+	}
+	*now = now.Add(500 * time.Millisecond)
+	reg() // the top-up: same key, new ticket
+	if got := pt.credit(key, "entry", ticket, margin); got != ticket-100 {
+		t.Fatalf("top-up grant %d, want %d (the ticket first pays the 100 bytes overdrawn)", got, ticket-100)
+	}
+	if !dev.passes(key) {
+		t.Fatalf("the peer does not pass traffic after its top-up: %q", dev.lastSet(key))
+	}
+	for _, s := range dev.sets {
+		if strings.Contains(s, "remove=true") || strings.Contains(s, "replace_allowed_ips=true\n") && !strings.Contains(s, "allowed_ip=") {
+			t.Fatalf("the peer was cut off on the way: %q", s)
+		}
+	}
+	// The overdraft started a new grace: a later one starts its own.
+	dev.count(key, ticket-100, 0)
+	*now = now.Add(10 * time.Second)
+	if meter() != 0 {
+		t.Fatal("cut off at once when the allowance reached zero again")
+	}
+}
+
+// The grace ends after its time or once the peer owes its whole top-up
+// margin, whichever comes first; then the peer is cut off. A cut-off pauses
+// the peer (no allowed IPs: nothing passes) rather than removing it, so its
+// WireGuard session survives, and a top-up that arrives after it resumes the
+// peer at once. A paused peer is charged nothing.
+func TestGraceEndsAndPausedPeerResumes(t *testing.T) {
+	const ticket, margin = 1000, 250
+	for _, c := range []struct {
+		name    string
+		overrun int64
+		wait    time.Duration
+	}{
+		{"grace time over", 10, 2 * time.Second},
+		{"margin overdrawn", margin, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pt, dev, now, key := paidTable(t, 2*time.Second)
+			if _, err := pt.register(registration.Peer{Role: "exit", WireGuardKey: key}); err != nil {
+				t.Fatal(err)
+			}
+			pt.credit(key, "exit", ticket, margin)
+			dev.count(key, ticket+c.overrun-10, 0)
+			if cut, _ := pt.meter(); len(cut) != 0 {
+				t.Fatal("cut off within the grace")
+			}
+			dev.count(key, 10, 0)
+			*now = now.Add(c.wait)
+			if cut, _ := pt.meter(); len(cut) != 1 {
+				t.Fatalf("not cut off: %d overdrawn after %v", c.overrun, c.wait)
+			}
+			last := dev.lastSet(key)
+			if dev.passes(key) || strings.Contains(last, "remove=true") || !strings.Contains(last, "update_only=true") {
+				t.Fatalf("cut-off operation %q: want the peer kept on the device without allowed IPs", last)
+			}
+			// Traffic of the paused peer (its own retries) costs nothing.
+			dev.count(key, 5000, 0)
+			if cut, _ := pt.meter(); len(cut) != 0 {
+				t.Fatal("a paused peer was cut off again")
+			}
+			// A late top-up resumes the same WireGuard peer, which kept its
+			// session; the ticket first pays the overdraft.
+			if _, err := pt.register(registration.Peer{Role: "exit", WireGuardKey: key}); err != nil {
+				t.Fatal(err)
+			}
+			if dev.passes(key) {
+				t.Fatal("re-registration passed traffic before the ticket was credited")
+			}
+			if got := pt.credit(key, "exit", ticket, margin); got != ticket-c.overrun {
+				t.Fatalf("grant after the cut-off %d, want %d", got, ticket-c.overrun)
+			}
+			if !dev.passes(key) {
+				t.Fatalf("not resumed by the top-up: %q", dev.lastSet(key))
+			}
+			if cut, _ := pt.meter(); len(cut) != 0 {
+				t.Fatal("cut off again after the top-up")
+			}
+		})
+	}
+}
+
+// A registration with a ticket runs in steps: the WireGuard peer is updated
+// (register), then the ticket is credited. A meter round between the two
+// that cuts the peer off must not leave it cut off once credited: before,
+// credit added the ticket to a peer removed from the device, answered the
+// client with a grant, and nothing put the peer back.
+func TestCutOffBetweenRegisterAndCredit(t *testing.T) {
+	pt, dev, now, key := paidTable(t, 0) // no grace: cut off at zero
+	if _, err := pt.register(registration.Peer{Role: "entry", WireGuardKey: key}); err != nil {
+		t.Fatal(err)
+	}
+	pt.credit(key, "entry", 1000, 250)
+	dev.count(key, 1000, 0)
+	if _, err := pt.register(registration.Peer{Role: "entry", WireGuardKey: key}); err != nil { // the top-up arrives
+		t.Fatal(err)
+	}
+	*now = now.Add(time.Second)
+	if cut, _ := pt.meter(); len(cut) != 1 { // before its ticket is credited
+		t.Fatal("not cut off at zero")
+	}
+	if got := pt.credit(key, "entry", 1000, 250); got != 1000 {
+		t.Fatalf("grant %d, want 1000", got)
+	}
+	if !dev.passes(key) {
+		t.Fatalf("credited but cut off: last operation %q", dev.lastSet(key))
+	}
+}
+
+// A paused peer expires when idle since its cut-off, whatever its
+// handshakes (a client may keep a paused session alive forever).
+func TestPausedPeerExpires(t *testing.T) {
+	pt, dev, now, key := paidTable(t, 0)
+	dev.handshakes = map[transport.Key]time.Time{}
+	if _, err := pt.register(registration.Peer{Role: "entry", WireGuardKey: key}); err != nil {
+		t.Fatal(err)
+	}
+	pt.credit(key, "entry", 100, 25)
+	dev.count(key, 100, 0)
+	if cut, _ := pt.meter(); len(cut) != 1 {
+		t.Fatal("not cut off")
+	}
+	*now = now.Add(10 * time.Minute)
+	dev.handshakes[key] = now.Add(-time.Second)
+	if n, err := pt.expire(5 * time.Minute); err != nil || n != 1 || !strings.Contains(dev.lastSet(key), "remove=true") {
+		t.Fatalf("paused peer: %d expired (%v), last operation %q", n, err, dev.lastSet(key))
+	}
 }

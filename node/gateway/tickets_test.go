@@ -33,6 +33,7 @@ type paidGateway struct {
 	roles     []directory.Role
 	mixnet    *gateway.MixnetConfig
 	bandwidth map[credential.TicketType]int64
+	exit      gateway.ExitPolicy
 }
 
 func newPaidGateway(t testing.TB, opts ...func(*paidGateway)) *paidGateway {
@@ -68,6 +69,7 @@ func (p *paidGateway) start(t testing.TB) {
 		},
 		Topology: func() *directory.Topology { return &directory.Topology{} },
 		Mixnet:   p.mixnet,
+		Exit:     p.exit,
 		Logger:   slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
