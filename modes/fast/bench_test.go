@@ -102,7 +102,7 @@ func BenchmarkOneHopThroughput(b *testing.B) {
 	key, _ := transport.GenerateKey()
 	cfg := Config{Logger: slog.New(slog.DiscardHandler)}
 	ctx := context.Background()
-	grant, psk, err := register(ctx, cfg, *exit, registration.RoleExit, key, func(ctx context.Context) (net.Conn, error) {
+	grant, psk, err := register(ctx, *exit, registration.RoleExit, key, nil, func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", exit.RegistrationAddr)
 	})

@@ -68,8 +68,11 @@ type Config struct {
 	Ticket func(ctx context.Context, role string, gw directory.Node) ([]byte, error)
 	// MeterInterval is how often the tunnel compares the bytes each hop
 	// exchanged with the allowance the gateway granted (default 1 s): when
-	// what is left falls below the grant's TopUpAt, it registers again with
-	// the same key and a new ticket, which extends the same peer.
+	// what is left falls below the grant's TopUpAt, or would not last the
+	// time until the next check plus twice what a top-up takes at the rate
+	// the hop moves bytes now, it registers again with the same key and a
+	// new ticket, which extends the same peer (more than once if one ticket
+	// does not cover that). Each hop is checked on its own.
 	MeterInterval time.Duration
 	// OnTopUp, if set, is called after each top-up, or failed attempt.
 	OnTopUp func(role string, allowance int64, err error)
@@ -120,11 +123,14 @@ type Tunnel struct {
 }
 
 // hopMeter is the client's view of one hop's allowance: the grant, the
-// device's byte count when it was made, and the top-ups so far.
+// device's byte count when it was made, and the top-ups so far. spent: the
+// gateway answered a registration without a ticket with payment_required,
+// so whatever the client counts, nothing is left there.
 type hopMeter struct {
 	grant    registration.Grant
 	baseline int64
 	topUps   int
+	spent    bool
 }
 
 // Allowance is what is left of a hop's paid allowance, as the client counts.
@@ -177,7 +183,11 @@ func Connect(ctx context.Context, cfg Config) (t *Tunnel, err error) {
 
 	// Hop 1: register with the entry over the real network.
 	progress(StageRegisterEntry)
-	entryGrant, entryPSK, err := register(ctx, cfg, cfg.Entry, registration.RoleEntry, cfg.EntryKey, func(ctx context.Context) (net.Conn, error) {
+	entryTicket, err := getTicket(ctx, cfg, registration.RoleEntry, cfg.Entry)
+	if err != nil {
+		return t, err
+	}
+	entryGrant, entryPSK, err := register(ctx, cfg.Entry, registration.RoleEntry, cfg.EntryKey, entryTicket, func(ctx context.Context) (net.Conn, error) {
 		return cfg.Dial(ctx, "tcp", cfg.Entry.RegistrationAddr)
 	})
 	if err != nil {
@@ -218,7 +228,11 @@ func Connect(ctx context.Context, cfg Config) (t *Tunnel, err error) {
 
 	// Hop 2: register with the exit through the entry tunnel.
 	progress(StageRegisterExit)
-	exitGrant, exitPSK, err := register(ctx, cfg, cfg.Exit, registration.RoleExit, cfg.ExitKey, func(ctx context.Context) (net.Conn, error) {
+	exitTicket, err := getTicket(ctx, cfg, registration.RoleExit, cfg.Exit)
+	if err != nil {
+		return t, err
+	}
+	exitGrant, exitPSK, err := register(ctx, cfg.Exit, registration.RoleExit, cfg.ExitKey, exitTicket, func(ctx context.Context) (net.Conn, error) {
 		return t.entryStack.DialContext(ctx, "tcp", cfg.Exit.RegistrationAddr)
 	})
 	if err != nil {
@@ -261,52 +275,149 @@ func Connect(ctx context.Context, cfg Config) (t *Tunnel, err error) {
 	if (entryGrant.Bandwidth > 0 || exitGrant.Bandwidth > 0) && cfg.Ticket != nil {
 		lctx, cancel := context.WithCancel(context.Background())
 		t.stop = cancel
-		t.loopWG.Add(1)
-		go func() {
-			defer t.loopWG.Done()
-			t.meterLoop(lctx)
-		}()
+		every := cfg.MeterInterval
+		if every <= 0 {
+			every = time.Second
+		}
+		for hop := range t.hops {
+			t.loopWG.Add(1)
+			go func() {
+				defer t.loopWG.Done()
+				t.meterLoop(lctx, hop, every)
+			}()
+		}
 	}
 	return t, nil
 }
 
-// meterLoop tops up each metered hop before its allowance runs out.
-func (t *Tunnel) meterLoop(ctx context.Context) {
-	every := t.cfg.MeterInterval
-	if every <= 0 {
-		every = time.Second
+// meterLoop tops up one metered hop (0 entry, 1 exit) before its
+// allowance runs out, checking every interval.
+func (t *Tunnel) meterLoop(ctx context.Context, hop int, every time.Duration) {
+	p := &hopPayer{
+		role:    []string{registration.RoleEntry, registration.RoleExit}[hop],
+		pace:    hopPacer{every: every, took: initialTopUpTime},
+		now:     time.Now,
+		state:   func() (Allowance, int64) { return t.hopState(hop) },
+		topUp:   func(ctx context.Context) (int64, error) { return t.topUp(ctx, hop) },
+		log:     t.cfg.Logger,
+		onTopUp: t.cfg.OnTopUp,
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-	var retryAt [2]time.Time
-	var backoff [2]time.Duration
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		for hop, role := range []string{registration.RoleEntry, registration.RoleExit} {
-			a := t.allowance(hop)
-			if !a.Metered || a.Left >= a.TopUpAt || time.Now().Before(retryAt[hop]) {
-				continue
+		p.check(ctx)
+	}
+}
+
+// initialTopUpTime is what a top-up is assumed to take before one was
+// timed: a registration (TCP, Noise, ML-KEM, the ticket's checks and the
+// gateway's database commit), through the entry tunnel for the exit hop.
+const initialTopUpTime = 500 * time.Millisecond
+
+// maxTopUpsPerCheck bounds the tickets one check spends on a hop.
+const maxTopUpsPerCheck = 8
+
+// hopPacer decides when a hop pays again. The gateway's top_up_at is a
+// number of bytes (a quarter ticket), but what the client needs is time:
+// the check that notices the level (up to one interval late) and the
+// registration that brings the new ticket (a round trip, a proof, the
+// gateway's commit) must both fit before the allowance runs out. A flow
+// that spends the margin faster than that reaches zero first, and the
+// gateway cuts it off. So the pacer measures the hop's rate and pays once
+// what is left would not last the next interval plus twice the time the
+// last top-up took.
+type hopPacer struct {
+	every time.Duration
+	// took is how long a top-up takes: the last one timed, or half the
+	// previous estimate if that is more (slow top-ups are remembered a
+	// while).
+	took time.Duration
+	// rate is the bytes per second the hop moves: the last interval's, or
+	// half the previous rate if that is more (a pause in a download does not
+	// forget its rate at once).
+	rate      float64
+	lastAt    time.Time
+	lastTotal int64
+}
+
+// observe takes the hop's byte count (both directions, all time) at now.
+func (p *hopPacer) observe(now time.Time, total int64) {
+	if !p.lastAt.IsZero() {
+		if dt := now.Sub(p.lastAt).Seconds(); dt > 0 {
+			moved := total - p.lastTotal
+			if moved < 0 {
+				moved = 0
 			}
-			left, err := t.topUp(ctx, hop)
-			if ctx.Err() != nil {
-				return
-			}
-			if err != nil {
-				backoff[hop] = min(max(2*backoff[hop], time.Second), 30*time.Second)
-				retryAt[hop] = time.Now().Add(backoff[hop])
-				t.cfg.Logger.Warn("fast: top-up failed", "role", role, "left", a.Left, "err", err, "retry_in", backoff[hop])
-			} else {
-				backoff[hop], retryAt[hop] = 0, time.Time{}
-				t.cfg.Logger.Info("fast: topped up", "role", role, "allowance", left)
-			}
-			if t.cfg.OnTopUp != nil {
-				t.cfg.OnTopUp(role, left, err)
-			}
+			p.rate = max(float64(moved)/dt, p.rate/2)
 		}
+	}
+	p.lastAt, p.lastTotal = now, total
+}
+
+// lead is how long before the allowance runs out a top-up must start.
+func (p *hopPacer) lead() time.Duration { return p.every + 2*p.took }
+
+// due reports whether the hop must pay now.
+func (p *hopPacer) due(a Allowance) bool {
+	if !a.Metered {
+		return false
+	}
+	return a.Left < a.TopUpAt || float64(a.Left) < p.rate*p.lead().Seconds()
+}
+
+// timed records how long a successful top-up took.
+func (p *hopPacer) timed(d time.Duration) { p.took = max(d, p.took/2) }
+
+// hopPayer is one hop's metering loop, with its clock, counters and
+// top-up as functions (tests drive it with simulated ones).
+type hopPayer struct {
+	role    string
+	pace    hopPacer
+	now     func() time.Time
+	state   func() (a Allowance, total int64)
+	topUp   func(ctx context.Context) (int64, error)
+	log     *slog.Logger
+	onTopUp func(role string, allowance int64, err error)
+
+	retryAt time.Time
+	backoff time.Duration
+}
+
+// check is one round: it measures the hop's rate and pays as often as what
+// is left needs, unless a failed top-up is waiting for its retry.
+func (p *hopPayer) check(ctx context.Context) {
+	a, total := p.state()
+	p.pace.observe(p.now(), total)
+	for range maxTopUpsPerCheck {
+		if !p.pace.due(a) || p.now().Before(p.retryAt) {
+			return
+		}
+		start := p.now()
+		left, err := p.topUp(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			p.backoff = min(max(2*p.backoff, time.Second), 30*time.Second)
+			p.retryAt = p.now().Add(p.backoff)
+			p.log.Warn("fast: top-up failed", "role", p.role, "left", a.Left, "err", err, "retry_in", p.backoff)
+		} else {
+			p.pace.timed(p.now().Sub(start))
+			p.backoff, p.retryAt = 0, time.Time{}
+			p.log.Info("fast: topped up", "role", p.role, "allowance", left)
+		}
+		if p.onTopUp != nil {
+			p.onTopUp(p.role, left, err)
+		}
+		if err != nil {
+			return
+		}
+		a, _ = p.state()
 	}
 }
 
@@ -314,6 +425,12 @@ func (t *Tunnel) meterLoop(ctx context.Context) {
 func (t *Tunnel) Allowances() (entry, exit Allowance) { return t.allowance(0), t.allowance(1) }
 
 func (t *Tunnel) allowance(hop int) Allowance {
+	a, _ := t.hopState(hop)
+	return a
+}
+
+// hopState is a hop's allowance and its device's byte count.
+func (t *Tunnel) hopState(hop int) (Allowance, int64) {
 	dev := t.entryDev
 	if hop == 1 {
 		dev = t.exitDev
@@ -322,15 +439,18 @@ func (t *Tunnel) allowance(hop int) Allowance {
 	t.meter.Lock()
 	defer t.meter.Unlock()
 	h := &t.hops[hop]
-	if h.grant.Bandwidth == 0 {
-		return Allowance{TopUps: h.topUps}
+	if h.grant.Bandwidth == 0 && !h.spent {
+		return Allowance{TopUps: h.topUps}, tx + rx
 	}
 	a := Allowance{Metered: true, Granted: h.grant.Bandwidth, Used: tx + rx - h.baseline, TopUpAt: h.grant.TopUpAt, TopUps: h.topUps}
 	if a.TopUpAt == 0 {
 		a.TopUpAt = a.Granted / 4
 	}
 	a.Left = a.Granted - a.Used
-	return a
+	if h.spent {
+		a.Left = min(a.Left, 0)
+	}
+	return a, tx + rx
 }
 
 // TopUp pays a hop again now (0 entry, 1 exit): a new ticket, the same key;
@@ -344,6 +464,11 @@ func (t *Tunnel) TopUp(ctx context.Context, role string) (int64, error) {
 	return t.topUp(ctx, hop)
 }
 
+// topUp pays a hop again. When no ticket can be had, it registers without
+// one instead, which tells the client what the gateway counts: the grant is
+// what is left there (the client's count starts again from it), and
+// payment_required means the hop is spent and cut off. It still returns
+// the ticket's error.
 func (t *Tunnel) topUp(ctx context.Context, hop int) (int64, error) {
 	cfg := t.cfg
 	gw, role, key, dev := cfg.Entry, registration.RoleEntry, cfg.EntryKey, t.entryDev
@@ -367,10 +492,26 @@ func (t *Tunnel) topUp(ctx context.Context, hop int) (int64, error) {
 		baseline = tx + rx
 		return dial(ctx)
 	}
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ticket, ticketErr := getTicket(tctx, cfg, role, gw)
+	cancel()
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	grant, psk, err := register(rctx, cfg, gw, role, key, dialAndCount)
-	if err != nil {
+	grant, psk, err := register(rctx, gw, role, key, ticket, dialAndCount)
+	if ticketErr != nil {
+		var rerr *registration.Error
+		if errors.As(err, &rerr) && rerr.Code == registration.CodePaymentRequired {
+			t.meter.Lock()
+			t.hops[hop].spent = true
+			t.meter.Unlock()
+		}
+		if err != nil {
+			return 0, ticketErr
+		}
+	} else if err != nil {
 		return 0, err
 	}
 	if err := dev.IpcSet(fmt.Sprintf("public_key=%s\nupdate_only=true\npreshared_key=%s\n", hex.EncodeToString(grant.GatewayKey[:]), hex.EncodeToString(psk[:]))); err != nil {
@@ -378,9 +519,14 @@ func (t *Tunnel) topUp(ctx context.Context, hop int) (int64, error) {
 	}
 	t.meter.Lock()
 	h := &t.hops[hop]
-	h.grant, h.baseline = *grant, baseline
-	h.topUps++
+	h.grant, h.baseline, h.spent = *grant, baseline, false
+	if ticketErr == nil {
+		h.topUps++
+	}
 	t.meter.Unlock()
+	if ticketErr != nil {
+		return grant.Bandwidth, ticketErr
+	}
 	return grant.Bandwidth, nil
 }
 
@@ -391,14 +537,20 @@ func mtuOr(m, def int) int {
 	return m
 }
 
-func register(ctx context.Context, cfg Config, gw directory.Node, role string, key transport.Key, dial func(context.Context) (net.Conn, error)) (*registration.Grant, [32]byte, error) {
-	var ticket []byte
-	if cfg.Ticket != nil {
-		var err error
-		if ticket, err = cfg.Ticket(ctx, role, gw); err != nil {
-			return nil, [32]byte{}, fmt.Errorf("fast: ticket for %s gateway %s: %w", role, gw.ID, err)
-		}
+// getTicket is the ticket to pay gw in role, or nil without Config.Ticket.
+func getTicket(ctx context.Context, cfg Config, role string, gw directory.Node) ([]byte, error) {
+	if cfg.Ticket == nil {
+		return nil, nil
 	}
+	ticket, err := cfg.Ticket(ctx, role, gw)
+	if err != nil {
+		return nil, fmt.Errorf("fast: ticket for %s gateway %s: %w", role, gw.ID, err)
+	}
+	return ticket, nil
+}
+
+// register registers key with gw in role, paying with ticket (nil: none).
+func register(ctx context.Context, gw directory.Node, role string, key transport.Key, ticket []byte, dial func(context.Context) (net.Conn, error)) (*registration.Grant, [32]byte, error) {
 	c, err := dial(ctx)
 	if err != nil {
 		return nil, [32]byte{}, fmt.Errorf("fast: connect to %s gateway %s at %s: %w", role, gw.ID, gw.RegistrationAddr, err)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -198,5 +199,65 @@ func TestExhaustedPeerCutOff(t *testing.T) {
 	}
 	if err := get(c, url); err == nil {
 		t.Fatal("a request went through after the peer was cut off")
+	}
+}
+
+// A top-up that cannot get a ticket still registers, without one: the
+// gateway answers with what it counts left, and the client's count starts
+// again from that (so a client that counted fewer bytes than the gateway
+// learns it); once the gateway has cut the hop off, the answer is
+// payment_required and the client sees nothing left.
+func TestTopUpWithoutTicketLearnsGatewayCount(t *testing.T) {
+	n, topo := startPaidNet(t, 20*time.Millisecond)
+	url := chunkServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	var broke atomic.Bool
+	tun, err := fast.Connect(ctx, fast.Config{
+		Entry: node(t, topo, "entry-de-1"), Exit: node(t, topo, "exit-ch-1"),
+		AllowLoopback: true, Logger: testLogger(t), MeterInterval: time.Hour, // top-ups by hand only
+		Ticket: func(ctx context.Context, role string, gw directory.Node) ([]byte, error) {
+			if broke.Load() {
+				return nil, errors.New("no tickets left")
+			}
+			return n.Ticket(ctx, role, gw)
+		},
+	})
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer tun.Close()
+	c := httpClient(tun)
+	if err := get(c, url); err != nil {
+		t.Fatal(err)
+	}
+	_, before := tun.Allowances()
+	broke.Store(true)
+	if _, err := tun.TopUp(ctx, "exit"); err == nil || !strings.Contains(err.Error(), "no tickets left") {
+		t.Fatalf("top-up without a ticket: %v, want the ticket's error", err)
+	}
+	_, after := tun.Allowances()
+	if after.TopUps != before.TopUps || after.Granted == before.Granted || after.Granted > before.Granted-chunkBytes {
+		t.Fatalf("after a top-up without a ticket: %+v (before %+v): want a new grant of what the gateway has left", after, before)
+	}
+	if d := after.Left - before.Left; d > 4096 || d < -4096 {
+		t.Errorf("the gateway counts %d left, the client counted %d", after.Left, before.Left)
+	}
+	// Spend the rest; the gateway cuts the hop off and says so.
+	c.Timeout = 5 * time.Second
+	exitGW := n.Gateways["exit-ch-1"]
+	for moved := 0; exitGW.Stats().CutOff == 0; moved += chunkBytes {
+		if moved > 4*ticketBytes {
+			t.Fatalf("moved %d KiB on one %d KiB ticket without being cut off", moved>>10, ticketBytes>>10)
+		}
+		if get(c, url) != nil {
+			waitFor(t, "the cut-off", func() bool { return exitGW.Stats().CutOff > 0 })
+		}
+	}
+	if _, err := tun.TopUp(ctx, "exit"); err == nil {
+		t.Fatal("top-up without a ticket succeeded")
+	}
+	if _, x := tun.Allowances(); x.Left > 0 {
+		t.Fatalf("after the cut-off the client counts %d left", x.Left)
 	}
 }
