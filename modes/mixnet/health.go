@@ -19,6 +19,11 @@ type Health struct {
 	// Err is a failure self-repair cannot fix (the exit refused the
 	// session, or gave it other addresses).
 	Err error
+	// Payment is the last problem paying the exit gateway, which the
+	// tunnel keeps trying to fix with back-off: the exit refused a ticket
+	// (an *ExitPaymentError with its reason), the wallet gave none, or the
+	// exit said the allowance ran out. Nil once the exit accepts a ticket.
+	Payment error
 }
 
 // healthLoop pings the exit, judges the paths, repairs what it can,
@@ -119,7 +124,7 @@ func (t *Tunnel) Health() Health {
 		LastLoop: s.lastLoop, LastAck: s.lastAck, LastPong: s.lastPong,
 		Mixnet:         now.Sub(s.lastLoop) <= HealthWindow || now.Sub(s.lastAck) <= HealthWindow,
 		Exit:           now.Sub(s.lastPong) <= HealthWindow,
-		UnhealthySince: s.unhealthySince, Err: s.fatal,
+		UnhealthySince: s.unhealthySince, Err: s.fatal, Payment: t.paymentHealth(),
 	}
 }
 
@@ -130,6 +135,14 @@ func (t *Tunnel) Check(now time.Time) error {
 	h := t.Health()
 	if h.Err != nil {
 		return h.Err
+	}
+	t.mu.Lock()
+	dry, payErr := t.st.exitDry, t.st.payErr
+	t.mu.Unlock()
+	if dry && payErr != nil {
+		// As in fast mode: the allowance is used up and paying again
+		// failed; a new connection fetches tickets, or says why not.
+		return fmt.Errorf("the exit gateway's allowance is used up and paying again failed: %w", payErr)
 	}
 	if !h.UnhealthySince.IsZero() && now.Sub(h.UnhealthySince) > DeadAfter {
 		what := "the exit gateway"

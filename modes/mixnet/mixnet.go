@@ -104,9 +104,10 @@ type Config struct {
 	// TUN, owned by the caller); nil creates a userspace netstack returned
 	// as Tunnel.Net.
 	Inner tun.Device
-	// Ticket returns a ticket to pay a gateway in a role (here
-	// registration.RoleMixnet at the entry), or nil. Without it the entry
-	// must admit mixnet clients for free.
+	// Ticket returns a ticket to pay a gateway in a role: registration.RoleMixnet
+	// at the entry, registration.RoleMixnetExit at the exit (every Open
+	// carries one, and the exit's NeedTicket gets one). Without it the entry
+	// must admit mixnet clients and the exit serve sessions for free.
 	Ticket func(ctx context.Context, role string, gw directory.Node) ([]byte, error)
 	// Dial opens TCP connections to the entry gateway (registration and
 	// mixnet); nil uses net.Dialer. The daemon's marks its sockets.
@@ -156,10 +157,11 @@ type Tunnel struct {
 	orderTimer *time.Timer
 	innerPtr   atomic.Pointer[tunDevice]
 
-	wake   chan struct{}
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	wake    chan struct{}
+	payWake chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 
 	stats     counters
 	closeOnce sync.Once
@@ -215,6 +217,7 @@ func Connect(ctx context.Context, cfg Config) (t *Tunnel, err error) {
 		Entry: cfg.Entry, Exit: cfg.Exit, cfg: cfg, profile: cfg.Profile, key: cfg.Key, me: mix.Recipient(cfg.Key),
 		geo: sphinx.RegularGeometry(), ackGeo: sphinx.AckGeometry(), log: cfg.Logger.With("mode", "mixnet"),
 		welcome: make(chan ipr.Welcome, 1), failed: make(chan error, 1), wake: make(chan struct{}, 1),
+		payWake: make(chan struct{}, 1),
 	}
 	if _, err := rand.Read(t.tag[:]); err != nil {
 		return nil, fmt.Errorf("mixnet: session tag: %w", err)
@@ -250,8 +253,16 @@ func Connect(ctx context.Context, cfg Config) (t *Tunnel, err error) {
 	go t.entryLoop(c)
 
 	progress(StageOpen)
+	var ticket []byte
+	if cfg.Ticket != nil {
+		if ticket, err = t.exitTicket(ctx); err != nil {
+			return t, err
+		}
+		t.wg.Add(1)
+		go t.payLoop()
+	}
 	t.mu.Lock()
-	t.queueOpen(false)
+	t.pushOpen(false, ticket)
 	t.mu.Unlock()
 	t.wg.Add(3)
 	go t.fac.run()

@@ -160,7 +160,7 @@ func (t *Tunnel) message(id uint32, msg []byte, e *surbEntry, now time.Time) {
 				t.stats.badReplies.Add(1)
 				continue
 			}
-			t.welcomed(w)
+			t.welcomed(id, w)
 			welcome = true
 		case ipr.KindPong:
 			id, err := ipr.ParseU64(body)
@@ -183,7 +183,25 @@ func (t *Tunnel) message(id uint32, msg []byte, e *surbEntry, now time.Time) {
 			if err != nil {
 				continue
 			}
-			t.exitError(code, text)
+			t.exitError(id, code, text)
+		case ipr.KindNeedTicket:
+			left, err := ipr.ParseNeedTicket(body)
+			if err != nil {
+				t.stats.badReplies.Add(1)
+				continue
+			}
+			t.mu.Lock()
+			t.needTicket(id, left)
+			t.mu.Unlock()
+		case ipr.KindAllowance:
+			a, err := ipr.ParseAllowance(body)
+			if err != nil {
+				t.stats.badReplies.Add(1)
+				continue
+			}
+			t.mu.Lock()
+			t.allowance(id, a)
+			t.mu.Unlock()
 		default:
 			t.stats.badReplies.Add(1)
 		}
@@ -239,13 +257,16 @@ func (t *Tunnel) armOrder() {
 	})
 }
 
-// welcomed takes the exit's Welcome: the first completes Connect; a later
-// one (the session reopened) must give the same addresses.
-func (t *Tunnel) welcomed(w ipr.Welcome) {
+// welcomed takes the exit's Welcome, in reply message id: the first
+// completes Connect; a later one (the session reopened) must give the same
+// addresses.
+func (t *Tunnel) welcomed(id uint32, w ipr.Welcome) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := &t.st
 	s.lastPong = time.Now()
+	// The exit may number its replies afresh (it restarted).
+	s.payMsg, s.payMsgSet = id, true
 	if !s.welcome.IPv4.IsValid() {
 		select {
 		case t.welcome <- w:
@@ -282,8 +303,8 @@ func (t *Tunnel) pong(id uint64, e *surbEntry, now time.Time) {
 	}
 }
 
-// exitError handles an Error from the exit.
-func (t *Tunnel) exitError(code uint8, text string) {
+// exitError handles an Error from the exit, in reply message id.
+func (t *Tunnel) exitError(id uint32, code uint8, text string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch code {
@@ -291,13 +312,29 @@ func (t *Tunnel) exitError(code uint8, text string) {
 		t.log.Info("the exit gateway lost the session; opening it again", "exit", t.Exit.ID)
 		t.stats.reopens.Add(1)
 		t.queueOpen(false)
-	default:
-		err := fmt.Errorf("mixnet: exit gateway %s refused: %s (code %d)", t.Exit.ID, text, code)
-		t.st.fatal = err
-		select {
-		case t.failed <- err:
-		default:
+	case ipr.ErrPaymentRequired, ipr.ErrTicketRefused:
+		e := &ExitPaymentError{Exit: t.Exit.ID, Code: code, Reason: text}
+		if !t.st.welcome.IPv4.IsValid() {
+			t.fail(fmt.Errorf("mixnet: %w", e)) // Connect fails with it
+			return
 		}
-		t.log.Warn("exit gateway refused", "err", err)
+		// A refusal answers the ticket in flight even when news of the
+		// exit's payment came after it; a stale "ran out" is old news.
+		if t.freshPayment(id) || code == ipr.ErrTicketRefused {
+			t.exitPayment(e)
+		}
+	default:
+		t.fail(fmt.Errorf("mixnet: exit gateway %s refused: %s (code %d)", t.Exit.ID, text, code))
 	}
+}
+
+// fail records a failure self-repair cannot fix: Connect returns it, Check
+// reports it. t.mu is held.
+func (t *Tunnel) fail(err error) {
+	t.st.fatal = err
+	select {
+	case t.failed <- err:
+	default:
+	}
+	t.log.Warn("exit gateway refused", "err", err)
 }

@@ -53,6 +53,12 @@ func (r *routes) entryNode() directory.Node {
 	return r.entry
 }
 
+func (r *routes) exitNode() directory.Node {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.exit
+}
+
 // epochLength is the directory's epoch length.
 func (r *routes) epochLength() time.Duration {
 	r.mu.Lock()

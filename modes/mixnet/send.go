@@ -348,14 +348,28 @@ func (t *Tunnel) acked(id sphinx.SURBID, now time.Time) bool {
 }
 
 // queueOpen queues an Open (with SURBs), once; reset makes the exit drop
-// the SURBs it holds. t.mu is held.
+// the SURBs it holds. When the tunnel pays the exit, the Open waits for the
+// ticket payLoop fetches. t.mu is held.
 func (t *Tunnel) queueOpen(reset bool) {
 	s := &t.st
 	if s.openQueued {
 		return
 	}
+	if t.cfg.Ticket != nil {
+		s.openQueued, s.openWanted = true, true
+		s.openReset = s.openReset || reset
+		t.kickPay()
+		return
+	}
+	t.pushOpen(reset, nil)
+}
+
+// pushOpen puts an Open with ticket (nil: none) first among the control
+// items. t.mu is held.
+func (t *Tunnel) pushOpen(reset bool, ticket []byte) {
+	s := &t.st
 	o := ipr.Open{Want4: s.welcome.IPv4, Want6: s.welcome.IPv6,
-		Hold: uint16(t.profile.Hold() / time.Millisecond), Bundle: uint16(t.profile.Bundle / time.Millisecond)}
+		Hold: uint16(t.profile.Hold() / time.Millisecond), Bundle: uint16(t.profile.Bundle / time.Millisecond), Ticket: ticket}
 	if reset {
 		o.Flags |= ipr.OpenResetSURBs
 		s.resetSURBs()

@@ -43,6 +43,25 @@ type state struct {
 	pingQueued bool
 	openQueued bool
 
+	// Paying the exit (Config.Ticket set; exitpay.go): openWanted is an
+	// Open waiting for its ticket (openReset: with OpenResetSURBs);
+	// exitAllowance what the exit last reported, exitMetered whether it
+	// did; exitWants is set while the exit asks for a ticket, exitDry
+	// while it drops the session's packets; ticketSent is when the last
+	// Ticket item was queued (zero once answered); payErr the last failure
+	// to pay, payBackoff and payRetryAt the wait before the next attempt;
+	// payMsg is the newest reply message with payment news (payMsgSet once
+	// there is one).
+	openWanted, openReset  bool
+	payMsg                 uint32
+	payMsgSet              bool
+	exitAllowance          ipr.Allowance
+	exitMetered            bool
+	exitWants, exitDry     bool
+	ticketSent, payRetryAt time.Time
+	payErr                 error
+	payBackoff             time.Duration
+
 	// Health.
 	lastLoop, lastAck, lastPong time.Time
 	openedAt                    time.Time

@@ -16,6 +16,7 @@ type counters struct {
 	surbsSent, surbsUsed, surbsExpired, needSURBs               atomic.Uint64
 	ipOut, ipIn, bytesOut, bytesIn, ipDropped                   atomic.Uint64
 	pongs, reconnects, reopens                                  atomic.Uint64
+	exitTickets                                                 atomic.Uint64
 
 	loopRTT, ackRTT, exitRTT, overhead, sendWait, mixDelays samples
 }
@@ -43,6 +44,8 @@ type Stats struct {
 	// Pongs from the exit; Reconnects to the entry gateway; Reopens of the
 	// exit session.
 	Pongs, Reconnects, Reopens uint64
+	// ExitTickets spent on the exit gateway (in Opens and Ticket items).
+	ExitTickets uint64
 	// Medians of the recent round trips: loop packets, acks (fragment sent
 	// → ack back), exit pings (queued → pong). Overhead is the median of a
 	// ping's round trip less its wait for a send slot (SendWait) and the
@@ -69,6 +72,7 @@ func (t *Tunnel) Stats() Stats {
 		Pongs: c.pongs.Load(), Reconnects: c.reconnects.Load(), Reopens: c.reopens.Load(),
 		LoopRTT: c.loopRTT.median(), AckRTT: c.ackRTT.median(), ExitRTT: c.exitRTT.median(),
 		Overhead: c.overhead.median(), SendWait: c.sendWait.median(), MixDelays: c.mixDelays.median(),
+		ExitTickets: c.exitTickets.Load(),
 	}
 }
 

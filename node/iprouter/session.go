@@ -290,6 +290,7 @@ func (s *session) pay(ticket []byte) []byte {
 	r.st.tickets.Add(1)
 	// What a bundle took beyond zero is forgiven, as at the entry.
 	s.metered, s.left, s.topUpAt = true, max(s.left, 0)+bw, topUpAt
+	r.log.Debug("ticket accepted", "allowance", s.left)
 	s.toldDry = false
 	if s.left >= s.topUpAt {
 		s.askedTicket = time.Time{} // the next crossing asks at once
