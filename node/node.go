@@ -164,9 +164,11 @@ func RunGateway(ctx context.Context, cfg GatewayConfig) (err error) {
 	// An exit on the mixnet runs the IP packet router of mixnet mode, with
 	// the gateway's exit policy (and exit mode).
 	if gcfg.Mixnet != nil && slices.Contains(cfg.Roles, directory.RoleExit) {
+		// Sessions pay with mixnet-exit tickets unless the gateway runs
+		// with --free-pass.
 		r, err := iprouter.New(iprouter.Config{
 			Forward: gw.Mixnode().Forward, EpochLength: gcfg.Mixnet.EpochLength, Policy: cfg.Exit,
-			Logger: cfg.Logger,
+			Pay: gw.ExitPayment(), Logger: cfg.Logger,
 		})
 		if err != nil {
 			return err
@@ -179,7 +181,8 @@ func RunGateway(ctx context.Context, cfg GatewayConfig) (err error) {
 			}
 			st := r.Stats()
 			cfg.Logger.Info("IP packet router stopping", "sessions", st.Sessions, "opened", st.Opened, "ip_in", st.IPIn, "ip_out", st.IPOut,
-				"replies", st.Replies, "flows", st.Device.Flows, "refused", st.Device.Refused, "kernel_out", st.Device.KernelOut, "kernel_in", st.Device.KernelIn)
+				"replies", st.Replies, "tickets", st.Tickets, "tickets_refused", st.TicketsRefused, "unpaid", st.Unpaid,
+				"flows", st.Device.Flows, "refused", st.Device.Refused, "kernel_out", st.Device.KernelOut, "kernel_in", st.Device.KernelIn)
 		}()
 	}
 	describe := func() directory.Node {

@@ -140,7 +140,7 @@ func Run(ctx context.Context, cfg Config) error {
 			defer func() {
 				c := w.Counts()
 				if cfg.Mode == "mixnet" {
-					fmt.Fprintf(cfg.Out, "tickets left: %v %d\n", credential.MixnetEntry, c[credential.MixnetEntry])
+					fmt.Fprintf(cfg.Out, "tickets left: %v %d, %v %d\n", credential.MixnetEntry, c[credential.MixnetEntry], credential.MixnetExit, c[credential.MixnetExit])
 					return
 				}
 				fmt.Fprintf(cfg.Out, "tickets left: %v %d, %v %d\n", credential.FastEntry, c[credential.FastEntry], credential.FastExit, c[credential.FastExit])

@@ -131,7 +131,7 @@ func TestProxyMixnetMode(t *testing.T) {
 	n := startNet(t)
 	port := webServer(t)
 	var out strings.Builder
-	p := startProxyWith(t, n, &out, func(c *proxy.Config) { c.Mode = "mixnet"; c.Profile = "fast"; c.Ticket = nil })
+	p := startProxyWith(t, n, &out, func(c *proxy.Config) { c.Mode = "mixnet"; c.Profile = "fast" })
 	if p.Mixnet == nil || p.Tunnel != nil || p.Entry.Country != "DE" || p.Exit.Country != "CH" {
 		t.Fatalf("proxy %+v", p)
 	}

@@ -58,7 +58,9 @@ type Config struct {
 	// removed by Close.
 	Dir string
 	// FreePass lets gateways admit clients without tickets (the development
-	// switch); by default they take tickets from the network's issuers.
+	// switch); by default they take tickets from the network's issuers
+	// (registrations, and the exits' IP packet routers in mixnet mode;
+	// mixnet ingress at the entries stays free).
 	FreePass bool
 	// TicketBandwidth, if set, is what one ticket of any type buys, in bytes
 	// (small, to watch top-ups); default the types' own (500/500/200/100 MB).
@@ -391,7 +393,7 @@ func (n *Network) startGateway(cfg Config, spec GatewaySpec, addr netip.Addr, st
 	if spec.Role == directory.RoleExit {
 		r, err := iprouter.New(iprouter.Config{
 			Forward: gw.Mixnode().Forward, EpochLength: cfg.EpochLength, Policy: exit,
-			FlushDelay: cfg.ExitFlushDelay, Logger: log,
+			FlushDelay: cfg.ExitFlushDelay, Pay: gw.ExitPayment(), Logger: log,
 		})
 		if err != nil {
 			gw.Close()
