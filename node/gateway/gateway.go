@@ -533,7 +533,12 @@ func (g *Gateway) Register(ctx context.Context, p registration.Peer) (*registrat
 	}
 	if g.pay != nil && !g.cfg.FreePass {
 		typ := ticketType(p.Role)
-		grant.Bandwidth = g.peers.creditFrom(p.WireGuardKey, p.Role, bought, g.pay.topUpAt(typ), stored.Left)
+		// At least a byte, since a grant has no negative allowance and a
+		// client reads 0 as "not metered": a peer whose debt exceeds the
+		// ticket (one meter interval of fast traffic on small tickets),
+		// or one admitted without a ticket on an allowance a meter round
+		// has spent since, then pays again at once (or learns it cannot).
+		grant.Bandwidth = max(g.peers.creditFrom(p.WireGuardKey, p.Role, bought, g.pay.topUpAt(typ), stored.Left), 1)
 		grant.TopUpAt = g.pay.topUpAt(typ)
 		if bought > 0 {
 			// On disk before the client holds the grant.

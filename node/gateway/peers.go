@@ -19,8 +19,9 @@ import (
 // a peer whose allowance reached zero, for a top-up on its way (the client
 // asks when what is left falls below the grant's top_up_at; a fast flow can
 // spend that margin before the new ticket arrives). Meanwhile the peer may
-// overdraw at most its top-up margin, which the next ticket pays first;
-// after that, or without a top-up, it is cut off.
+// overdraw its top-up margin (and, counted once a meter interval, up to an
+// interval's traffic more); the next tickets pay what it overdrew first.
+// After that, or without a top-up, it is cut off.
 const DefaultTopUpGrace = 2 * time.Second
 
 // wgDevice is the part of a wireguard-go device the peer table drives.
@@ -279,7 +280,7 @@ func (t *peerTable) allowanceOf(key transport.Key) (role string, allowance int64
 // client counts down from with its own counters, is what is left now, not
 // what was left up to a meter interval ago (the client would otherwise
 // believe it has that interval's traffic more than the gateway lets it use).
-// What the peer overdrew during its grace is paid first. A paused peer
+// What the peer overdrew before it was cut off is paid first. A paused peer
 // with allowance again is resumed: its addresses go back on the device, and
 // its WireGuard session continues.
 func (t *peerTable) credit(key transport.Key, role string, bytes, topUpAt int64) int64 {
@@ -325,6 +326,9 @@ func (t *peerTable) creditFrom(key transport.Key, role string, bytes, topUpAt, s
 	case ps != nil:
 		pe.charge(*ps)
 	}
+	// What the peer overdrew is paid first: during its grace, at most its
+	// top-up margin, plus up to one meter interval's traffic before the
+	// cut-off. A peer still in debt stays paused.
 	pe.allowance += bytes
 	pe.topUpAt = topUpAt
 	if pe.allowance > 0 {

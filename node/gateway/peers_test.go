@@ -271,6 +271,9 @@ func TestGraceEndsAndPausedPeerResumes(t *testing.T) {
 	}{
 		{"grace time over", 10, 2 * time.Second},
 		{"margin overdrawn", margin, 0},
+		// A meter interval of fast traffic far past the margin: all of it
+		// is owed, and one ticket does not resume the peer.
+		{"three tickets overdrawn in one interval", 3 * ticket, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			pt, dev, now, key := paidTable(t, 2*time.Second)
@@ -279,13 +282,14 @@ func TestGraceEndsAndPausedPeerResumes(t *testing.T) {
 			}
 			pt.credit(key, "exit", ticket, margin)
 			dev.count(key, ticket+c.overrun-10, 0)
-			if cut, _ := pt.meter(); len(cut) != 0 {
-				t.Fatal("cut off within the grace")
+			cut, _ := pt.meter()
+			if within := c.overrun-10 < margin; within == (len(cut) != 0) {
+				t.Fatalf("%d overdrawn: cut off %v, want %v", c.overrun-10, len(cut) != 0, !within)
 			}
 			dev.count(key, 10, 0)
 			*now = now.Add(c.wait)
-			if cut, _ := pt.meter(); len(cut) != 1 {
-				t.Fatalf("not cut off: %d overdrawn after %v", c.overrun, c.wait)
+			if more, _ := pt.meter(); len(cut)+len(more) != 1 {
+				t.Fatalf("not cut off once: %d overdrawn after %v", c.overrun, c.wait)
 			}
 			last := dev.lastSet(key)
 			if dev.passes(key) || strings.Contains(last, "remove=true") || !strings.Contains(last, "update_only=true") {
@@ -304,8 +308,19 @@ func TestGraceEndsAndPausedPeerResumes(t *testing.T) {
 			if dev.passes(key) {
 				t.Fatal("re-registration passed traffic before the ticket was credited")
 			}
-			if got := pt.credit(key, "exit", ticket, margin); got != ticket-c.overrun {
-				t.Fatalf("grant after the cut-off %d, want %d", got, ticket-c.overrun)
+			owed := int64(c.overrun) // what passed before the cut-off
+			if len(cut) != 0 {
+				owed -= 10
+			}
+			got, n := pt.credit(key, "exit", ticket, margin), int64(1)
+			for ; got <= 0; n++ {
+				if dev.passes(key) {
+					t.Fatalf("resumed %d in debt", got)
+				}
+				got = pt.credit(key, "exit", ticket, margin)
+			}
+			if want := n*ticket - owed; got != want || n != 1+owed/ticket {
+				t.Fatalf("%d left after %d tickets, want %d: the tickets less the %d overdrawn", got, n, want, owed)
 			}
 			if !dev.passes(key) {
 				t.Fatalf("not resumed by the top-up: %q", dev.lastSet(key))
