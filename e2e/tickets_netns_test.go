@@ -33,8 +33,11 @@ type issuerSet struct {
 
 // paidNetwork is the option of a network whose gateways take tickets
 // (--free-pass off) of paidTicketBytes each, paid to the issuers of s.
-func (s *issuerSet) paidNetwork() netOption {
-	gwArgs := []string{"--free-pass=false", "--ticket-bandwidth", strconv.Itoa(paidTicketBytes)}
+func (s *issuerSet) paidNetwork() netOption { return s.paidNetworkOf(paidTicketBytes) }
+
+// paidNetworkOf is paidNetwork with tickets of ticketBytes.
+func (s *issuerSet) paidNetworkOf(ticketBytes int) netOption {
+	gwArgs := []string{"--free-pass=false", "--ticket-bandwidth", strconv.Itoa(ticketBytes)}
 	return netOption{
 		linked: func(t testing.TB, n *testNet) {
 			// The exit gateway reports spent tickets to the issuers.
@@ -196,4 +199,131 @@ func tickets(t testing.TB, run func(...string) string) api.Tickets {
 		t.Fatalf("tickets --json: %v\n%s", err, out)
 	}
 	return tk
+}
+
+// runOutTicketBytes is what one ticket buys on the network where the
+// tickets run out: one book of each type (50 tickets) lasts 12.8 MB.
+const runOutTicketBytes = 256 << 10
+
+// TestDaemonTicketsRunOut runs a connection until its tickets run out. The
+// issuers give the account exactly one book of each type; a download
+// spends them in top-ups, the issuers refuse the next book, and the daemon
+// ends in the Error state with no_allowance and a message that says what to
+// do, through the API and the CLI; the kill switch keeps blocking meanwhile
+// (a capture on the client's only link, which has a default route out, sees
+// nothing but the gateway, the directory and the issuers), and nothing
+// crashes. Once the account is granted more, connecting works again.
+func TestDaemonTicketsRunOut(t *testing.T) {
+	netnstest.RequireRoot(t)
+	requireTUN(t)
+	if testing.Short() {
+		t.Skip("builds the binaries and a network of namespaces; skipped in -short")
+	}
+	var iss issuerSet
+	d := newDaemonNet(t, iss.paidNetworkOf(runOutTicketBytes))
+	d.client.DefaultRoute(t, entryAddrC.Addr()) // a leak would get out
+	link := strings.Fields(d.client.MustRun(t, "ip", "-o", "-4", "addr", "show", "to", clientAddr.Addr().String()))[1]
+	must := d.mustNymvpn(t)
+	daemon := d.startDaemon(t, "nymvpnd")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("nymvpnd:\n%s", daemon.Output())
+		}
+	})
+
+	phrase, err := wallet.NewPhrase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct, err := wallet.AccountFromPhrase(phrase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := base64.StdEncoding.EncodeToString(acct.ID())
+	iss.grant(t, d.entry, d.bin, id, 2*wallet.DefaultBookSize) // one book of each type, no more
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := d.client.Command(ctx, d.cli, "--socket", d.socket, "account", "import")
+	cmd.Stdin = strings.NewReader(phrase + "\n")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("account import: %v\n%s", err, b)
+	}
+	must("connect", "--wait", "--timeout", "2m")
+	checkThroughTunnel(t, d.client)
+
+	// Spend the books: downloads larger than 50 tickets buy, until a type
+	// has no ticket left (each stops when the tunnel does: curl gives up on
+	// a stalled transfer).
+	allowed := []string{"tcp/" + entryAddrC.Addr().String() + ":" + directoryPort, "tcp/" + entryAddrC.Addr().String() + ":51821",
+		"udp/" + entryAddrC.Addr().String() + ":51822"}
+	for _, u := range iss.urls {
+		allowed = append(allowed, "tcp/"+strings.TrimPrefix(u, "http://"))
+	}
+	c := startCapture(t, d, link, "run-out")
+	const size = 2 * wallet.DefaultBookSize * runOutTicketBytes
+	for i := 1; ; i++ {
+		if i > 10 {
+			t.Fatalf("%d downloads of %d bytes did not use up %d tickets of %d bytes", i-1, size, wallet.DefaultBookSize, runOutTicketBytes)
+		}
+		out, err := d.client.Run("curl", "-sS", "--max-time", "120", "--limit-rate", "2M", "--speed-limit", "10000", "--speed-time", "10",
+			"-o", "/dev/null", "-w", "%{size_download}", fmt.Sprintf("http://%s/bytes/%d", inetAddr.Addr(), size))
+		tk := tickets(t, must)
+		t.Logf("download %d: %v, %s bytes; tickets left %v", i, err, out, tk.Left)
+		if tk.Left[api.TicketFastEntry] == 0 || tk.Left[api.TicketFastExit] == 0 {
+			break
+		}
+		// A tunnel that stopped (reconnecting) comes back first.
+		var st api.State
+		netnstest.Poll(t, readyTimeout, "connected or error", func() error {
+			st = status(t, must).State
+			if st.Kind != api.Connected && st.Kind != api.Error {
+				return fmt.Errorf("state %s (%s: %s)", st.Kind, st.Stage, st.Reason)
+			}
+			return nil
+		})
+		if st.Kind == api.Error {
+			break
+		}
+	}
+
+	// The user sees why: the status (API), the CLI's status and connect.
+	st := waitState(t, d, api.Error, nil)
+	if st.ErrorCode != api.CodeNoAllowance || !strings.Contains(st.Reason, "your tickets ran out") || !strings.Contains(st.Reason, id) {
+		t.Fatalf("state after the tickets ran out: %+v, want error %s saying the tickets ran out for account %s", st, api.CodeNoAllowance, id)
+	}
+	out := must("status")
+	for _, want := range []string{"Error: your tickets ran out", "Error code:", api.CodeNoAllowance, "issuer-grant"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("nymvpn status lacks %q:\n%s", want, out)
+		}
+	}
+	tk := tickets(t, must)
+	if tk.RefillErrorCode != api.CodeNoAllowance || (tk.Left[api.TicketFastEntry] != 0 && tk.Left[api.TicketFastExit] != 0) {
+		t.Errorf("tickets after they ran out: %+v", tk)
+	}
+	// The kill switch holds in the error state.
+	probe(t, d.client)
+	if l := c.leaks(t, allowed...); len(l) > 0 {
+		t.Errorf("leaks while the tickets ran out and after:\n%s", strings.Join(l, "\n"))
+	}
+	// Connecting again fails the same way, and says so.
+	if out, err := d.nymvpn("connect", "--wait", "--timeout", "1m"); err == nil || !strings.Contains(out, "your tickets ran out") {
+		t.Errorf("connect without allowance: %v\n%s", err, out)
+	}
+	for _, p := range []*netnstest.Process{daemon, d.entryGW, d.exitGW} {
+		select {
+		case <-p.Exited():
+			t.Fatalf("%s exited:\n%s", p.Name, p.Output())
+		default:
+		}
+	}
+
+	// More allowance: connecting works again.
+	iss.grant(t, d.entry, d.bin, id, 2*wallet.DefaultBookSize)
+	must("connect", "--wait", "--timeout", "2m")
+	checkThroughTunnel(t, d.client)
+	if tk := tickets(t, must); tk.Left[api.TicketFastEntry] == 0 || tk.Left[api.TicketFastExit] == 0 {
+		t.Errorf("tickets after the grant: %+v", tk.Left)
+	}
+	must("disconnect", "--wait")
 }
