@@ -57,6 +57,10 @@ const ticketsPublishInterval = 2 * time.Second
 // payTypes are the ticket types a fast-mode connection spends.
 var payTypes = []credential.TicketType{credential.FastEntry, credential.FastExit}
 
+// mixnetPayTypes are those a mixnet-mode connection spends: the entry's
+// mixnet ingress and the exit's IP packet router.
+var mixnetPayTypes = []credential.TicketType{credential.MixnetEntry, credential.MixnetExit}
+
 // accounts is the daemon's side of the wallet: the account API, the
 // connector's payments, and publishing the tickets left.
 type accounts struct {
@@ -423,18 +427,24 @@ type payment struct {
 	topUpErrs map[string]error // last failed top-up per role, nil after a success
 }
 
-// pay prepares an attempt's payment: without an account nothing (a gateway
-// that wants tickets then says so); with one, a ticketbook of every type the
-// connection spends and has none of is fetched first, after the issuers'
-// endpoints are let through the kill switch.
+// pay prepares a fast-mode attempt's payment (payFor with payTypes).
 func (a *accounts) pay(ctx context.Context, topo *directory.Topology, progress func(), allow tunnelstate.Allow) (*payment, error) {
+	return a.payFor(ctx, payTypes, topo, progress, allow)
+}
+
+// payFor prepares an attempt's payment: without an account nothing (a
+// gateway that wants tickets then says so); with one, a ticketbook of every
+// type in types (those the connection spends) it has none of is fetched
+// first, after the issuers' endpoints are let through the kill switch. The
+// payment's ticket function serves every role (wallet.TypeFor).
+func (a *accounts) payFor(ctx context.Context, types []credential.TicketType, topo *directory.Topology, progress func(), allow tunnelstate.Allow) (*payment, error) {
 	p := &payment{a: a, topUpErrs: map[string]error{}}
 	if a == nil || a.w == nil || a.w.Account() == nil {
 		return p, nil
 	}
 	counts := a.w.Counts()
 	var need []credential.TicketType
-	for _, typ := range payTypes {
+	for _, typ := range types {
 		if counts[typ] == 0 {
 			need = append(need, typ)
 		}

@@ -2,17 +2,20 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"time"
 
-	"github.com/nymvpn/nymvpn/credential"
 	"github.com/nymvpn/nymvpn/daemon/api"
 	"github.com/nymvpn/nymvpn/daemon/tunnelstate"
+	"github.com/nymvpn/nymvpn/mixnet/ipr"
 	"github.com/nymvpn/nymvpn/modes"
 	"github.com/nymvpn/nymvpn/modes/mixnet"
 	"github.com/nymvpn/nymvpn/node/directory"
+	"github.com/nymvpn/nymvpn/registration"
 )
 
 // connectMixnet builds a mixnet-mode tunnel on a kernel TUN of MTU
@@ -45,7 +48,9 @@ func (c *fastConnector) connectMixnet(ctx context.Context, s api.Settings, progr
 		return nil, err
 	}
 	eps = append(eps, entryEPs...)
-	pay, err := c.accounts.payMixnet(ctx, topo, func() { progress(StageTickets, &eg, &xg) }, allow)
+	// Mixnet-entry tickets pay the entry's mixnet ingress, mixnet-exit
+	// ones the exit's IP packet router.
+	pay, err := c.accounts.payFor(ctx, mixnetPayTypes, topo, func() { progress(StageTickets, &eg, &xg) }, allow)
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +77,9 @@ func (c *fastConnector) connectMixnet(ctx context.Context, s api.Settings, progr
 		// close is harmless for wireguard-go's TUN).
 		dev.Close()
 		if perr := pay.classify(err); perr != nil {
+			return nil, perr
+		}
+		if perr := pay.classifyExit(err); perr != nil {
 			return nil, perr
 		}
 		return nil, err
@@ -114,7 +122,9 @@ func (m *mixnetTunnel) Traffic() api.Traffic {
 }
 
 // Check reports a tunnel that could not repair itself: no answer from the
-// exit through the mixnet for mixnet.DeadAfter, or a refusal.
+// exit through the mixnet for mixnet.DeadAfter, a refusal, or an exit
+// allowance used up after paying again failed ("exit gateway … refused the
+// ticket: …").
 func (m *mixnetTunnel) Check(now time.Time) error { return m.t.Check(now) }
 
 func (m *mixnetTunnel) Close() error { return m.t.Close() }
@@ -145,33 +155,23 @@ func mixnetEndpoints(n directory.Node) ([]tunnelstate.Endpoint, error) {
 	return []tunnelstate.Endpoint{{Proto: "tcp", Addr: reg}, {Proto: "tcp", Addr: mc}}, nil
 }
 
-// payMixnet makes sure there are mixnet-entry tickets (fetching a book,
-// through the kill switch, when there are none) and returns the payment
-// whose ticket function pays the entry gateway. Without an account it pays
-// nothing: entries that admit mixnet clients for free still work.
-func (a *accounts) payMixnet(ctx context.Context, topo *directory.Topology, progress func(), allow tunnelstate.Allow) (*payment, error) {
-	p := &payment{a: a, topUpErrs: map[string]error{}}
-	if a == nil || a.w == nil || a.w.Account() == nil {
-		return p, nil
+// classifyExit turns the exit gateway's refusal of the session's payment
+// (the IP packet router's, in mixnet mode) into the state machine's
+// permanent error, as classify does for a registration's; nil for other
+// errors.
+func (p *payment) classifyExit(err error) error {
+	var xerr *mixnet.ExitPaymentError
+	if !errors.As(err, &xerr) {
+		return nil
 	}
-	if a.w.Counts()[credential.MixnetEntry] == 0 {
-		progress()
-		if err := allow(ctx, issuerEndpoints(topo, a.log)...); err != nil {
-			return nil, err
-		}
-		err := a.w.Refill(ctx, credential.MixnetEntry)
-		a.publish()
-		if err != nil {
-			if perr := p.classify(err); perr != nil {
-				return nil, perr
-			}
-			return nil, fmt.Errorf("fetch mixnet tickets from the issuers: %w", err)
-		}
+	switch {
+	case xerr.Code == ipr.ErrPaymentRequired && p.ticket == nil:
+		return tunnelstate.Permanent(api.CodeNoAccount, fmt.Errorf(
+			"this network's gateways take tickets and there is no account: run `nymvpn account create` or `nymvpn account import` (%w)", err))
+	case xerr.Code == ipr.ErrTicketRefused && strings.HasPrefix(xerr.Reason, registration.CodeTicketStale):
+		return tunnelstate.Permanent(api.CodeTicketRefused, fmt.Errorf("the exit gateway refused a ticket as stale: is this computer's clock right? (%w)", err))
+	case xerr.Code == ipr.ErrTicketRefused:
+		return tunnelstate.Permanent(api.CodeTicketRefused, err)
 	}
-	p.ticket = func(ctx context.Context, role string, gw directory.Node) ([]byte, error) {
-		tk, err := a.w.Ticket(ctx, role, gw)
-		a.publish()
-		return tk, err
-	}
-	return p, nil
+	return tunnelstate.Permanent(api.CodeUnavailable, err)
 }
