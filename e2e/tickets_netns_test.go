@@ -147,9 +147,10 @@ func TestDaemonPaysWithTickets(t *testing.T) {
 	}
 
 	// A download worth two tickets: both hops top up on the way. The rate
-	// leaves the daemon's once-a-second metering time to top up inside the
-	// quarter-ticket margin of these small test tickets, also on a loaded
-	// machine (real tickets are 250 times larger).
+	// makes it last many of the daemon's 250 ms checks: unthrottled, these
+	// 4 MB can pass within one, before any check, and the tickets are then
+	// paid after the download (the gateways' grace carries the debt), not
+	// on the way (real tickets are 250 times larger).
 	const size = 2 * paidTicketBytes
 	got := d.client.MustRun(t, "curl", "-sS", "--max-time", "120", "--limit-rate", "200K", "-o", "/dev/null",
 		"-w", "%{size_download}", fmt.Sprintf("http://%s/bytes/%d", inetAddr.Addr(), size))
