@@ -25,6 +25,12 @@ const (
 	ticketWait = 10 * time.Second
 	// maxPayBackoff bounds the wait between failed attempts to pay.
 	maxPayBackoff = 30 * time.Second
+	// reuseOpenTicket is how long an Open's ticket the exit has not
+	// answered goes into the next Open (a repair while the exit does not
+	// answer) instead of a new one: well inside the gateways' ±30 s. If the
+	// exit did take it, it refuses it as spent (the same payment info: no
+	// double spend), and the next Open gets a new one.
+	reuseOpenTicket = 20 * time.Second
 )
 
 // ExitPaymentError is the exit gateway's refusal to carry the session's
@@ -106,6 +112,13 @@ func (t *Tunnel) payExit() {
 	s := &t.st
 	want := s.openWanted || (s.exitWants && s.welcome.IPv4.IsValid() && (s.ticketSent.IsZero() || now.Sub(s.ticketSent) > ticketWait))
 	due := !now.Before(s.payRetryAt)
+	if s.openWanted && s.openTicket != nil && now.Sub(s.openTicketAt) < reuseOpenTicket {
+		s.openWanted = false
+		t.pushOpen(s.openReset, s.openTicket)
+		s.openReset = false
+		t.mu.Unlock()
+		return
+	}
 	t.mu.Unlock()
 	if !want || !due {
 		return
@@ -124,6 +137,7 @@ func (t *Tunnel) payExit() {
 		s.openWanted = false
 		t.pushOpen(s.openReset, tk)
 		s.openReset = false
+		s.openTicket, s.openTicketAt = tk, now
 		return
 	}
 	s.control = append(s.control, controlItem{item: ipr.AppendTicket(nil, tk)})
@@ -172,6 +186,7 @@ func (t *Tunnel) allowance(id uint32, a ipr.Allowance) {
 	if s.payErr != nil || s.exitDry {
 		t.log.Info("the exit gateway accepted a ticket again", "exit", t.Exit.ID, "allowance", a.Left)
 	}
+	s.openTicket = nil
 	s.exitAllowance, s.exitMetered = a, true
 	s.exitWants, s.exitDry = a.Left < a.TopUpAt, false
 	s.ticketSent, s.payErr, s.payBackoff, s.payRetryAt = time.Time{}, nil, 0, time.Time{}
@@ -193,6 +208,7 @@ func (t *Tunnel) needTicket(id uint32, left uint64) {
 // the Welcome they fail Connect). t.mu is held.
 func (t *Tunnel) exitPayment(e *ExitPaymentError) {
 	s := &t.st
+	s.openTicket = nil
 	if t.cfg.Ticket == nil {
 		t.fail(fmt.Errorf("mixnet: %w", e))
 		return

@@ -263,6 +263,7 @@ func Connect(ctx context.Context, cfg Config) (t *Tunnel, err error) {
 	}
 	t.mu.Lock()
 	t.pushOpen(false, ticket)
+	t.st.openTicket, t.st.openTicketAt = ticket, time.Now()
 	t.mu.Unlock()
 	t.wg.Add(3)
 	go t.fac.run()

@@ -267,6 +267,7 @@ func (t *Tunnel) welcomed(id uint32, w ipr.Welcome) {
 	s.lastPong = time.Now()
 	// The exit may number its replies afresh (it restarted).
 	s.payMsg, s.payMsgSet = id, true
+	s.openTicket = nil // answered
 	if !s.welcome.IPv4.IsValid() {
 		select {
 		case t.welcome <- w:

@@ -53,6 +53,8 @@ type state struct {
 	// payMsg is the newest reply message with payment news (payMsgSet once
 	// there is one).
 	openWanted, openReset  bool
+	openTicket             []byte // the last Open's, until the exit answers
+	openTicketAt           time.Time
 	payMsg                 uint32
 	payMsgSet              bool
 	exitAllowance          ipr.Allowance

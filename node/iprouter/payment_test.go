@@ -86,7 +86,7 @@ func (h *harness) expectError(code uint8, want string) {
 // (payment required, said in words) and one whose ticket it refuses (the
 // reason), giving back the addresses it held for it; an Open with a ticket
 // gets the Welcome and the allowance the ticket bought. Tickets in an Open
-// of an open session top it up.
+// of an open session top it up; the last one again is taken as paid.
 func TestPaymentOpen(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Pay = testPay(100_000, 25_000) })
 	tag := ipr.Tag{1}
@@ -115,7 +115,13 @@ func TestPaymentOpen(t *testing.T) {
 	if a, err := ipr.ParseAllowance(items[ipr.KindAllowance]); err != nil || a.Left != 200_000 {
 		t.Fatalf("a repeated Open with a ticket: %+v %v (items %v)", a, err, items)
 	}
-	if st := h.r.Stats(); st.Tickets != 2 || st.Opened != 1 {
+	// The same Open again (its answer lost): paid already, not spent twice.
+	h.send(tag, 5, ipr.AppendOpen(nil, &ipr.Open{Ticket: []byte("good 2")}))
+	_, items = h.reply()
+	if a, err := ipr.ParseAllowance(items[ipr.KindAllowance]); err != nil || a.Left != 200_000 || items[ipr.KindError] != nil {
+		t.Fatalf("the last ticket again: %+v %v (items %v)", a, err, items)
+	}
+	if st := h.r.Stats(); st.Tickets != 2 || st.TicketsRefused != 1 || st.Opened != 1 {
 		t.Errorf("stats %+v", st)
 	}
 }

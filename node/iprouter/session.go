@@ -1,6 +1,7 @@
 package iprouter
 
 import (
+	"crypto/sha256"
 	"net/netip"
 	"sync"
 	"time"
@@ -55,6 +56,10 @@ type session struct {
 	topUpAt     int64
 	askedTicket time.Time
 	toldDry     bool
+	// paidWith is the hash of the last ticket accepted: the same ticket
+	// again (a client repeating an Open whose answer it missed) is
+	// answered as paid, not refused as spent.
+	paidWith [32]byte
 }
 
 // message handles complete message id from the client.
@@ -281,6 +286,10 @@ func (s *session) open(o *ipr.Open) ([]byte, bool) {
 // or Error ErrTicketRefused with the reason.
 func (s *session) pay(ticket []byte) []byte {
 	r := s.r
+	h := sha256.Sum256(ticket)
+	if s.metered && h == s.paidWith {
+		return ipr.AppendAllowance(nil, ipr.Allowance{Left: uint64(max(s.left, 0)), TopUpAt: uint64(max(s.topUpAt, 0))})
+	}
 	bw, topUpAt, err := r.cfg.Pay(ticket)
 	if err != nil {
 		r.st.ticketsRefused.Add(1)
@@ -289,7 +298,7 @@ func (s *session) pay(ticket []byte) []byte {
 	}
 	r.st.tickets.Add(1)
 	// What a bundle took beyond zero is forgiven, as at the entry.
-	s.metered, s.left, s.topUpAt = true, max(s.left, 0)+bw, topUpAt
+	s.metered, s.left, s.topUpAt, s.paidWith = true, max(s.left, 0)+bw, topUpAt, h
 	r.log.Debug("ticket accepted", "allowance", s.left)
 	s.toldDry = false
 	if s.left >= s.topUpAt {
