@@ -135,14 +135,21 @@ func testOutlivesTicket(t *testing.T, meterEvery time.Duration) {
 			return e.Left >= e.TopUpAt && x.Left >= x.TopUpAt
 		})
 	}
-	entry, exit = tun.Allowances()
+	// Every ticket a gateway accepted is a top-up the client counts: once
+	// the traffic stopped, a top-up still on its way (the tunnel pays ahead
+	// of a fast flow) lands and then nothing more is bought.
+	entryGW, exitGW := n.Gateways["entry-de-1"], n.Gateways["exit-ch-1"]
+	waitFor(t, "each ticket accepted to be a top-up the client counts", func() bool {
+		entry, exit = tun.Allowances()
+		return entryGW.Stats().TicketsAccepted == int64(1+entry.TopUps) && exitGW.Stats().TicketsAccepted == int64(1+exit.TopUps)
+	})
 	if exit.TopUps < 4 || entry.TopUps < 4 {
 		t.Errorf("top-ups: entry %d, exit %d; want ≥4 each for %d KiB over %d KiB tickets", entry.TopUps, exit.TopUps, total>>10, ticketBytes>>10)
 	}
-	for id, want := range map[string]int{"entry-de-1": 1 + entry.TopUps, "exit-ch-1": 1 + exit.TopUps} {
+	for id := range map[string]bool{"entry-de-1": true, "exit-ch-1": true} {
 		st := n.Gateways[id].Stats()
-		if st.TicketsAccepted != int64(want) || st.TicketsRefused != 0 || st.CutOff != 0 {
-			t.Errorf("%s: %d tickets accepted (want %d), %d refused, %d cut off", id, st.TicketsAccepted, want, st.TicketsRefused, st.CutOff)
+		if st.TicketsRefused != 0 || st.CutOff != 0 {
+			t.Errorf("%s: %d tickets refused, %d cut off", id, st.TicketsRefused, st.CutOff)
 		}
 		if cl := n.Gateways[id].Clients(); len(cl) != 1 {
 			t.Errorf("%s has %d clients, want the one peer, extended", id, len(cl))
