@@ -334,14 +334,20 @@ func (t *peerTable) creditFrom(key transport.Key, role string, bytes, topUpAt, s
 	if pe.allowance > 0 {
 		pe.overdrawn = time.Time{}
 		if pe.paused {
-			if err := t.dev.IpcSet(fmt.Sprintf("public_key=%s\nupdate_only=true\nreplace_allowed_ips=true\nallowed_ip=%s/32\nallowed_ip=%s/128\n",
-				hex.EncodeToString(key[:]), pe.v4, pe.v6)); err == nil {
-				pe.paused = false
-			}
+			t.resumeLocked(pe)
 		}
 	}
 	t.markLocked(pe)
 	return pe.allowance
+}
+
+// resumeLocked puts a paused peer's addresses back on the device (on an
+// error the next meter round tries again); the table's mu is held.
+func (t *peerTable) resumeLocked(pe *peer) {
+	if err := t.dev.IpcSet(fmt.Sprintf("public_key=%s\nupdate_only=true\nreplace_allowed_ips=true\nallowed_ip=%s/32\nallowed_ip=%s/128\n",
+		hex.EncodeToString(pe.key[:]), pe.v4, pe.v6)); err == nil {
+		pe.paused = false
+	}
 }
 
 // markLocked notes that pe's allowance changed, for the next write to the
@@ -385,6 +391,9 @@ func (t *peerTable) meter() ([]transport.Key, error) {
 		}
 		if pe.paused {
 			pe.seenRx, pe.seenTx = ps.RxBytes, ps.TxBytes
+			if pe.allowance > 0 {
+				t.resumeLocked(pe) // credit's attempt failed
+			}
 			continue
 		}
 		if pe.charge(ps) > 0 {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -20,11 +21,17 @@ type fakeDevice struct {
 	sets       []string
 	handshakes map[transport.Key]time.Time
 	counters   map[transport.Key][2]int64
+	// failSets makes the next IpcSet calls fail.
+	failSets int
 }
 
 func (d *fakeDevice) IpcSet(s string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.failSets > 0 {
+		d.failSets--
+		return errors.New("fake device: set failed")
+	}
 	d.sets = append(d.sets, s)
 	return nil
 }
@@ -376,5 +383,30 @@ func TestPausedPeerExpires(t *testing.T) {
 	dev.handshakes[key] = now.Add(-time.Second)
 	if n, err := pt.expire(5 * time.Minute); err != nil || n != 1 || !strings.Contains(dev.lastSet(key), "remove=true") {
 		t.Fatalf("paused peer: %d expired (%v), last operation %q", n, err, dev.lastSet(key))
+	}
+}
+
+// A resume the device refused is tried again by the next meter round: a
+// peer credited with allowance never stays cut off.
+func TestFailedResumeRetried(t *testing.T) {
+	pt, dev, _, key := paidTable(t, 0)
+	if _, err := pt.register(registration.Peer{Role: "exit", WireGuardKey: key}); err != nil {
+		t.Fatal(err)
+	}
+	pt.credit(key, "exit", 100, 25)
+	dev.count(key, 100, 0)
+	if cut, _ := pt.meter(); len(cut) != 1 {
+		t.Fatal("not cut off")
+	}
+	dev.failSets = 1
+	pt.credit(key, "exit", 100, 25)
+	if dev.passes(key) {
+		t.Fatal("resumed although the device refused")
+	}
+	if _, err := pt.meter(); err != nil {
+		t.Fatal(err)
+	}
+	if !dev.passes(key) {
+		t.Fatalf("not resumed by the next meter round: %q", dev.lastSet(key))
 	}
 }
