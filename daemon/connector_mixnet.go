@@ -66,8 +66,17 @@ func (c *fastConnector) connectMixnet(ctx context.Context, s api.Settings, progr
 			return (&directory.Client{URL: dirURL, HTTP: c.directories.http}).Fetch(ctx)
 		},
 		Entry: entry, Exit: exit, Profile: profile, Inner: dev,
-		Ticket:        pay.ticket,
-		Dial:          markedDialer(c.cfg.FwMark).DialContext,
+		Ticket: pay.ticket,
+		Dial:   markedDialer(c.cfg.FwMark).DialContext,
+		// A restarted entry may come back on new ports: the kill switch
+		// lets them through before the tunnel dials them.
+		Reach: func(ctx context.Context, n directory.Node) error {
+			eps, err := mixnetEndpoints(n)
+			if err != nil {
+				return err
+			}
+			return allow(ctx, eps...)
+		},
 		AllowLoopback: isLoopbackAddr(entry.MixClientAddr) || isLoopbackAddr(exit.MixAddr),
 		Progress:      func(st mixnet.Stage) { progress(string(st), &eg, &xg) },
 		Logger:        c.log.With("mode", "mixnet"),

@@ -38,6 +38,9 @@ func (m *meter) metered() bool {
 // pay registers with the entry gateway and a new ticket.
 func (m *meter) pay(ctx context.Context, t *Tunnel) error {
 	entry := t.routes.entryNode()
+	if err := t.reach(ctx, entry); err != nil {
+		return err
+	}
 	ticket, err := t.cfg.Ticket(ctx, registration.RoleMixnet, entry)
 	if err != nil {
 		return fmt.Errorf("mixnet: ticket for entry gateway %s: %w", entry.ID, err)

@@ -112,6 +112,11 @@ type Config struct {
 	// Dial opens TCP connections to the entry gateway (registration and
 	// mixnet); nil uses net.Dialer. The daemon's marks its sockets.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Reach, if set, is called before the tunnel dials its entry gateway
+	// at addresses the directory moved it to (a restarted gateway on a new
+	// port): the daemon lets them through its kill switch, which would
+	// otherwise block the repair until the state machine gives up.
+	Reach func(ctx context.Context, entry directory.Node) error
 	// AllowLoopback lets the netstack carry loopback addresses (the local
 	// network on one machine).
 	AllowLoopback bool
@@ -141,10 +146,13 @@ type Tunnel struct {
 	inner   tun.Device
 	log     *slog.Logger
 
-	routes  routes
-	fac     *factory
-	conn    atomic.Pointer[mix.Client]
-	meter   meter
+	routes routes
+	fac    *factory
+	conn   atomic.Pointer[mix.Client]
+	meter  meter
+	// reached is the entry's addresses last let through (Config.Reach).
+	reachMu sync.Mutex
+	reached string
 	welcome chan ipr.Welcome
 	failed  chan error
 
@@ -384,11 +392,32 @@ func (t *Tunnel) sendClose() {
 // dial connects to the entry gateway with the client's key.
 func (t *Tunnel) dial(ctx context.Context) (*mix.Client, error) {
 	entry := t.routes.entryNode()
+	if err := t.reach(ctx, entry); err != nil {
+		return nil, err
+	}
 	c, err := mix.Dial(ctx, mix.ClientConfig{Gateway: entry, Key: t.key, Dial: t.cfg.Dial, Logger: t.log})
 	if err != nil {
 		return nil, fmt.Errorf("mixnet: %w", err)
 	}
 	return c, nil
+}
+
+// reach calls Config.Reach when the entry's addresses differ from those
+// last reached (the first dial's are the caller's to allow).
+func (t *Tunnel) reach(ctx context.Context, entry directory.Node) error {
+	addrs := entry.MixClientAddr + " " + entry.RegistrationAddr
+	t.reachMu.Lock()
+	defer t.reachMu.Unlock()
+	if t.reached == "" || t.reached == addrs || t.cfg.Reach == nil {
+		t.reached = addrs
+		return nil
+	}
+	if err := t.cfg.Reach(ctx, entry); err != nil {
+		return fmt.Errorf("mixnet: let the entry gateway's new addresses (%s) through: %w", addrs, err)
+	}
+	t.log.Info("the entry gateway moved", "gateway", entry.ID, "mix_client", entry.MixClientAddr, "registration", entry.RegistrationAddr)
+	t.reached = addrs
+	return nil
 }
 
 // tunDevice boxes the inner device for an atomic pointer.
