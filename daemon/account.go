@@ -90,7 +90,7 @@ type walletNet struct {
 }
 
 // errBlocked: the kill switch keeps the wallet from the issuers now.
-var errBlocked = errors.New("the kill switch blocks the issuers now: they are reached while connecting and through the tunnel")
+var errBlocked = fmt.Errorf("%w: the kill switch blocks them; they are reached while connecting and through the tunnel", wallet.ErrNotNow)
 
 func (n *walletNet) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	if n.viaTunnel.Load() {

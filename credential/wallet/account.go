@@ -31,6 +31,12 @@ var ErrNoAccount = errors.New("wallet: no account; create one or import a recove
 // ErrBadPhrase: the recovery phrase is not a valid BIP39 English phrase.
 var ErrBadPhrase = errors.New("wallet: not a valid recovery phrase")
 
+// ErrNotNow, wrapped by a Config.Dial error, says the issuers cannot be
+// tried now (a kill switch holds them back): a fetch that fails only for
+// it is not an answer from the issuers, so LastRefillError keeps the last
+// real one (say, no allowance) rather than hiding it.
+var ErrNotNow = errors.New("the issuers cannot be reached now")
+
 // Account holds the keys derived from a recovery phrase.
 type Account struct {
 	phrase string

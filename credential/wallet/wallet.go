@@ -545,7 +545,7 @@ func (w *Wallet) Refill(ctx context.Context, typ credential.TicketType) error {
 	c.err = w.refill(ctx, acct, typ)
 	w.mu.Lock()
 	delete(w.fetch, typ)
-	if c.err == nil || (ctx.Err() == nil && !errors.Is(c.err, ErrNoAccount)) {
+	if c.err == nil || (ctx.Err() == nil && !errors.Is(c.err, ErrNoAccount) && !notNow(c.err)) {
 		w.lastErr = c.err
 	}
 	w.mu.Unlock()
@@ -717,6 +717,24 @@ func (w *Wallet) issuerGroup(ctx context.Context) (*issuer.Group, error) {
 	w.group, w.groupAt = g, time.Now()
 	w.mu.Unlock()
 	return g, nil
+}
+
+// notNow reports whether err failed only for ErrNotNow: every issuer that
+// failed was not tried (errors.Join of per-issuer errors).
+func notNow(err error) bool {
+	switch u := err.(type) {
+	case nil:
+		return false
+	case interface{ Unwrap() []error }:
+		errs := u.Unwrap()
+		for _, e := range errs {
+			if !notNow(e) {
+				return false
+			}
+		}
+		return len(errs) > 0
+	}
+	return err == ErrNotNow || notNow(errors.Unwrap(err))
 }
 
 // NoAllowance reports whether err (from Ticket, Spend or Refill) means the

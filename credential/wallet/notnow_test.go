@@ -1,0 +1,64 @@
+package wallet_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	"github.com/nymvpn/nymvpn/credential"
+	"github.com/nymvpn/nymvpn/credential/wallet"
+	"github.com/nymvpn/nymvpn/node/directory"
+)
+
+// TestNotNowKeepsTheIssuersVerdict: once the issuers said the account has
+// no allowance, a fetch that could not even try them (its dialer says
+// ErrNotNow, as the daemon's does while the kill switch holds them back)
+// leaves that verdict as LastRefillError; any other failure replaces it.
+func TestNotNowKeepsTheIssuersVerdict(t *testing.T) {
+	topo, _ := issuers(t)
+	var blocked, down atomic.Bool
+	var d net.Dialer
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if blocked.Load() {
+			return nil, fmt.Errorf("dial %s: %w: a kill switch", addr, wallet.ErrNotNow)
+		}
+		if down.Load() {
+			return nil, fmt.Errorf("dial %s: connection refused", addr)
+		}
+		return d.DialContext(ctx, network, addr)
+	}}}
+	w, err := wallet.Open(wallet.Config{Dir: filepath.Join(t.TempDir(), "wallet"), BookSize: 5, Keep: []credential.TicketType{},
+		HTTP:     hc,
+		Topology: func(context.Context) (*directory.Topology, error) { return topo, nil }, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.CreateAccount(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := w.Refill(ctx, credential.FastEntry); !wallet.NoAllowance(err) {
+		t.Fatalf("refill for an account without allowance: %v", err)
+	}
+	blocked.Store(true)
+	if err := w.Refill(ctx, credential.FastEntry); err == nil || wallet.NoAllowance(err) {
+		t.Fatalf("refill with the issuers held back: %v, want a dial error", err)
+	}
+	if err := w.LastRefillError(); !wallet.NoAllowance(err) {
+		t.Fatalf("LastRefillError after a fetch that could not try: %v, want the issuers' no-allowance verdict", err)
+	}
+	// A failure that is not ErrNotNow (issuers down) does replace it.
+	blocked.Store(false)
+	down.Store(true)
+	if err := w.Refill(ctx, credential.FastEntry); err == nil {
+		t.Fatal("refill from issuers that are down succeeded")
+	}
+	if err := w.LastRefillError(); err == nil || wallet.NoAllowance(err) {
+		t.Fatalf("LastRefillError after the issuers were down: %v, want that failure", err)
+	}
+}
