@@ -20,6 +20,7 @@ import (
 
 	"github.com/nymvpn/nymvpn/node/directory"
 	"github.com/nymvpn/nymvpn/sphinx"
+	"github.com/nymvpn/nymvpn/transport"
 )
 
 // RouteSet says which routes a probe tries.
@@ -67,10 +68,20 @@ type ProbeConfig struct {
 	// Timeout is how long to wait for the last packets after the last send
 	// (default DefaultProbeTimeout).
 	Timeout time.Duration
+	// Ticket, if set, pays the entry gateway before the probe connects: a
+	// registration.RoleMixnet registration of the probe's recipient key with
+	// a mixnet-entry ticket (PayEntry), repeated until the allowance covers
+	// the probe's packets both ways. Without it the probe connects unpaid,
+	// which only an entry that does not charge (--free-pass) admits; one that
+	// does fails the probe with ErrPaymentRequired.
+	Ticket TicketFunc
 	// Dial opens TCP connections (default net.Dialer).
 	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	Logger *slog.Logger
 }
+
+// maxProbeTickets bounds the tickets one probe spends at its entry gateway.
+const maxProbeTickets = 16
 
 // RouteReport is what a probe saw on one route.
 type RouteReport struct {
@@ -89,8 +100,11 @@ type RouteReport struct {
 
 // ProbeReport is the result of Probe.
 type ProbeReport struct {
-	Gateway  string        `json:"gateway"`
-	Epoch    uint64        `json:"epoch"`
+	Gateway string `json:"gateway"`
+	Epoch   uint64 `json:"epoch"`
+	// Tickets is the number of mixnet-entry tickets spent at the gateway
+	// (0: it did not charge, or the probe had no ticket source).
+	Tickets  int           `json:"tickets,omitempty"`
 	Routes   []RouteReport `json:"routes"`
 	Sent     int           `json:"sent"`
 	Received int           `json:"received"`
@@ -118,7 +132,11 @@ func (r *ProbeReport) Dead() []RouteReport {
 // WriteText writes the report as a table.
 func (r *ProbeReport) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "probe through entry gateway %s, epoch %d, %d routes, %v\n", r.Gateway, r.Epoch, len(r.Routes), r.Elapsed.Round(time.Millisecond))
+	paid := ""
+	if r.Tickets > 0 {
+		paid = fmt.Sprintf(", paid with %d mixnet-entry ticket(s)", r.Tickets)
+	}
+	fmt.Fprintf(tw, "probe through entry gateway %s, epoch %d, %d routes, %v%s\n", r.Gateway, r.Epoch, len(r.Routes), r.Elapsed.Round(time.Millisecond), paid)
 	fmt.Fprintln(tw, "L1\tL2\tL3\tsent\trecv\tloss\tmedian\tp95\t")
 	for _, rt := range r.Routes {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%.1f%%\t%v\t%v\t\n", rt.Mixes[0], rt.Mixes[1], rt.Mixes[2],
@@ -150,8 +168,10 @@ const probeLabel = "nymvpn probe v1\x00"
 // Probe connects to an entry gateway as a client and sends loop packets
 // over every mix: each packet's route is L1 → L2 → L3 → that same gateway,
 // with the client as recipient, so it comes back. It reports sent, received,
-// loss and latency per route. It fails only if it cannot probe at all
-// (directory, gateway, no route); dead routes are in the report (Dead).
+// loss and latency per route. With cfg.Ticket it first pays the gateway for
+// the probe's recipient key (PayEntry). It fails only if it cannot probe at
+// all (directory, gateway, payment, no route); dead routes are in the
+// report (Dead).
 func Probe(ctx context.Context, cfg ProbeConfig) (*ProbeReport, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -194,13 +214,29 @@ func Probe(ctx context.Context, cfg ProbeConfig) (*ProbeReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, err := Dial(ctx, ClientConfig{Gateway: *gw, Queue: len(routes)*cfg.Packets + 64, Dial: cfg.Dial, Logger: cfg.Logger})
+	total := len(routes) * cfg.Packets
+	key, err := transport.GenerateKey()
 	if err != nil {
+		return nil, fmt.Errorf("mixnet: probe: %w", err)
+	}
+	rep := &ProbeReport{Gateway: gw.ID, Epoch: epoch, Routes: make([]RouteReport, len(routes))}
+	if cfg.Ticket != nil {
+		if rep.Tickets, err = payProbe(ctx, &cfg, *gw, key, probeAllowance(total)); err != nil {
+			return nil, fmt.Errorf("mixnet: probe: %w", err)
+		}
+	}
+	client, err := Dial(ctx, ClientConfig{Gateway: *gw, Key: key, Queue: total + 64, Dial: cfg.Dial, Logger: cfg.Logger})
+	if err != nil {
+		if cfg.Ticket == nil && errors.Is(err, ErrRefused) {
+			// Refused: ask the gateway whether for want of payment.
+			if perr := paymentRequired(ctx, *gw, key, cfg.Dial); perr != nil {
+				return nil, fmt.Errorf("mixnet: probe: no ticket source to pay entry gateway %s: %w", gw.ID, perr)
+			}
+		}
 		return nil, fmt.Errorf("mixnet: probe: %w", err)
 	}
 	defer client.Close()
 
-	rep := &ProbeReport{Gateway: gw.ID, Epoch: epoch, Routes: make([]RouteReport, len(routes))}
 	for i, r := range routes {
 		for l := range r {
 			rep.Routes[i].Mixes[l] = r[l].ID
@@ -208,7 +244,6 @@ func Probe(ctx context.Context, cfg ProbeConfig) (*ProbeReport, error) {
 	}
 	run := rng.Uint64()
 	st := &probeState{run: run, sent: map[uint64]time.Time{}, got: map[uint64]bool{}, lat: make([][]time.Duration, len(routes))}
-	total := len(routes) * cfg.Packets
 	allIn := make(chan struct{})
 	recvDone := make(chan struct{})
 	go func() {
@@ -285,6 +320,34 @@ send:
 		return nil, fmt.Errorf("mixnet: probe: %w", sendErr)
 	}
 	return rep, nil
+}
+
+// probeAllowance is what a number of loop packets cost at the entry
+// gateway, with room to spare: each is charged going in (a Send record) and
+// coming back (a Deliver record), each record smaller than a packet and
+// its header.
+func probeAllowance(packets int) int64 {
+	return int64(packets) * 2 * int64(sphinx.RegularGeometry().PacketLength+256)
+}
+
+// payProbe pays gw for the probe's key until the allowance covers need
+// bytes (at most maxProbeTickets tickets) and returns the tickets spent.
+func payProbe(ctx context.Context, cfg *ProbeConfig, gw directory.Node, key transport.Key, need int64) (int, error) {
+	for n := 1; ; n++ {
+		grant, err := PayEntry(ctx, gw, key, cfg.Ticket, cfg.Dial)
+		if err != nil {
+			return n - 1, err
+		}
+		if grant.Bandwidth >= need {
+			cfg.Logger.Debug("probe: paid the entry gateway", "gateway", gw.ID, "tickets", n, "allowance", grant.Bandwidth, "need", need)
+			return n, nil
+		}
+		if n == maxProbeTickets {
+			cfg.Logger.Warn("probe: the allowance bought does not cover every packet; the gateway may cut the probe off",
+				"gateway", gw.ID, "tickets", n, "allowance", grant.Bandwidth, "need", need)
+			return n, nil
+		}
+	}
 }
 
 type probeState struct {

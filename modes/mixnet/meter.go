@@ -2,13 +2,12 @@ package mixnet
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	mix "github.com/nymvpn/nymvpn/mixnet"
 	"github.com/nymvpn/nymvpn/registration"
-	"github.com/nymvpn/nymvpn/transport"
 )
 
 // meter pays the entry gateway for mixnet access: a RoleMixnet registration
@@ -35,34 +34,22 @@ func (m *meter) metered() bool {
 	return m.grant.Bandwidth > 0 && m.grant.Bandwidth < 1<<62
 }
 
-// pay registers with the entry gateway and a new ticket.
+// pay registers with the entry gateway and a new ticket (mix.PayEntry).
 func (m *meter) pay(ctx context.Context, t *Tunnel) error {
 	entry := t.routes.entryNode()
 	if err := t.reach(ctx, entry); err != nil {
 		return err
 	}
-	ticket, err := t.cfg.Ticket(ctx, registration.RoleMixnet, entry)
+	grant, err := mix.PayEntry(ctx, entry, t.key, t.cfg.Ticket, t.cfg.Dial)
 	if err != nil {
-		return fmt.Errorf("mixnet: ticket for entry gateway %s: %w", entry.ID, err)
-	}
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	c, err := t.cfg.Dial(rctx, "tcp", entry.RegistrationAddr)
-	if err != nil {
-		return fmt.Errorf("mixnet: connect to entry gateway %s at %s: %w", entry.ID, entry.RegistrationAddr, err)
-	}
-	res, err := registration.Register(rctx, c, registration.Gateway{
-		NoiseKey: transport.Key(entry.NoiseKey), WireGuardKey: transport.Key(entry.WireGuardKey),
-	}, registration.Params{Role: registration.RoleMixnet, WireGuardKey: t.key, Ticket: ticket})
-	if err != nil {
-		return fmt.Errorf("mixnet: pay entry gateway %s: %w", entry.ID, err)
+		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.grant.Bandwidth != 0 {
 		m.topUps++
 	}
-	m.grant, m.base = res.Grant, m.used.Load()
+	m.grant, m.base = *grant, m.used.Load()
 	return nil
 }
 
