@@ -11,11 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nymvpn/nymvpn/credential"
+	mix "github.com/nymvpn/nymvpn/mixnet"
 	"github.com/nymvpn/nymvpn/mixnet/ipr"
 	"github.com/nymvpn/nymvpn/modes/mixnet"
 	"github.com/nymvpn/nymvpn/node/directory"
 	"github.com/nymvpn/nymvpn/node/localnet"
 	"github.com/nymvpn/nymvpn/registration"
+	"github.com/nymvpn/nymvpn/transport"
 )
 
 // exitTicketBytes is what one mixnet-exit ticket buys on the paid test
@@ -23,12 +26,14 @@ import (
 const exitTicketBytes = 64 << 10
 
 // startPaidNet is a local network whose gateways take tickets of its
-// issuers (mixnet ingress at the entries stays free), each buying
-// exitTicketBytes.
+// issuers: mixnet ingress at the entries (mixnet-entry tickets of the
+// type's own size, which a tunnel's constant rate of cover and data spends
+// slowly enough for one top-up a second) and the exits' IP packet routers
+// (mixnet-exit tickets of exitTicketBytes).
 func startPaidNet(t *testing.T) *localnet.Network {
 	return startNet(t, func(c *localnet.Config) {
 		c.FreePass = false
-		c.TicketBandwidth = exitTicketBytes
+		c.TicketBandwidths = map[credential.TicketType]int64{credential.MixnetExit: exitTicketBytes}
 	})
 }
 
@@ -42,19 +47,24 @@ func TestExitTickets(t *testing.T) {
 	n := startPaidNet(t)
 	topo := topology(t, n)
 	exitNode, _ := topo.Node("exit-ch-1")
-	connectErr := func(ticket func(context.Context, string, directory.Node) ([]byte, error)) error {
+	// connectErrKey connects as key (zero: a new one) and returns the error.
+	connectErrKey := func(key transport.Key, ticket func(context.Context, string, directory.Node) ([]byte, error)) error {
 		t.Helper()
 		entry, _ := topo.Node("entry-de-1")
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		tun, err := mixnet.Connect(ctx, mixnet.Config{
-			Topology: topo, Entry: *entry, Exit: *exitNode, Profile: testProfile, AllowLoopback: true,
+			Topology: topo, Entry: *entry, Exit: *exitNode, Key: key, Profile: testProfile, AllowLoopback: true,
 			RetransmitBase: 500 * time.Millisecond, Ticket: ticket, Logger: logger(),
 		})
 		if err == nil {
 			tun.Close()
 		}
 		return err
+	}
+	connectErr := func(ticket func(context.Context, string, directory.Node) ([]byte, error)) error {
+		t.Helper()
+		return connectErrKey(transport.Key{}, ticket)
 	}
 	// mixnet-entry tickets where mixnet-exit ones are due.
 	wrongType := func(ctx context.Context, role string, gw directory.Node) ([]byte, error) {
@@ -65,12 +75,27 @@ func TestExitTickets(t *testing.T) {
 	}
 
 	t.Run("no tickets", func(t *testing.T) {
+		// Refused at the entry, which charges for mixnet ingress.
 		err := connectErr(nil)
+		if !errors.Is(err, mix.ErrRefused) || !strings.Contains(err.Error(), "payment required") {
+			t.Fatalf("a client without tickets at a paid entry: %v", err)
+		}
+		t.Logf("refused at the entry: %v", err)
+		// A client whose key paid the entry beforehand, with no tickets
+		// for the exit: refused there.
+		entry, _ := topo.Node("entry-de-1")
+		key, _ := transport.GenerateKey()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := mix.PayEntry(ctx, *entry, key, n.Ticket, nil); err != nil {
+			t.Fatal(err)
+		}
+		err = connectErrKey(key, nil)
 		var xerr *mixnet.ExitPaymentError
 		if !errors.As(err, &xerr) || xerr.Code != ipr.ErrPaymentRequired || !strings.Contains(err.Error(), "mixnet-exit ticket") {
 			t.Fatalf("a client without tickets at a paid exit: %v", err)
 		}
-		t.Logf("refused: %v", err)
+		t.Logf("refused at the exit: %v", err)
 	})
 
 	t.Run("wrong ticket", func(t *testing.T) {

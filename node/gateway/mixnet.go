@@ -56,10 +56,6 @@ type MixnetConfig struct {
 	TopologyStale func()
 	// Now is the clock for epochs (tests); default time.Now.
 	Now func() time.Time
-	// FreeIngress admits mixnet clients without a paid allowance even when
-	// the gateway takes tickets: a development switch for networks whose
-	// mixnet clients (and the probe) do not pay yet.
-	FreeIngress bool
 }
 
 // ExitHandler takes Sphinx packets for which this gateway was the final hop
@@ -479,8 +475,9 @@ func (g *Gateway) Families() []metrics.Family {
 	return fams
 }
 
-// paid reports whether mixnet clients must have a paid allowance.
-func (m *mixSide) paid() bool { return m.g.pay != nil && !m.g.cfg.FreePass && !m.cfg.FreeIngress }
+// paid reports whether mixnet clients must have a paid allowance: whenever
+// the gateway takes tickets (only --free-pass admits them unpaid).
+func (m *mixSide) paid() bool { return m.g.pay != nil && !m.g.cfg.FreePass }
 
 // charge takes n bytes from c's allowance; when it runs out the client is
 // disconnected (it should have topped up when the allowance fell below the

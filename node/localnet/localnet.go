@@ -58,13 +58,18 @@ type Config struct {
 	// removed by Close.
 	Dir string
 	// FreePass lets gateways admit clients without tickets (the development
-	// switch); by default they take tickets from the network's issuers
-	// (registrations, and the exits' IP packet routers in mixnet mode;
-	// mixnet ingress at the entries stays free).
+	// switch); by default they take tickets from the network's issuers:
+	// registrations, mixnet ingress at the entries (mixnet clients and the
+	// probe pay with a RoleMixnet registration, mixnet.PayEntry) and the
+	// exits' IP packet routers in mixnet mode.
 	FreePass bool
 	// TicketBandwidth, if set, is what one ticket of any type buys, in bytes
 	// (small, to watch top-ups); default the types' own (500/500/200/100 MB).
 	TicketBandwidth int64
+	// TicketBandwidths overrides TicketBandwidth for the types it lists
+	// (e.g. small mixnet-exit tickets to watch the exits' top-ups while
+	// the entries' keep up with a mixnet client's constant rate).
+	TicketBandwidths map[credential.TicketType]int64
 	// MeterInterval is how often gateways count peers' traffic (default 1 s).
 	MeterInterval time.Duration
 	// DemoTickets is the demo account's allowance at each issuer (default
@@ -338,9 +343,9 @@ func (n *Network) startGateway(cfg Config, spec GatewaySpec, addr netip.Addr, st
 		},
 	}
 	if spec.Role == directory.RoleEntry {
+		// Mixnet clients pay for ingress (a RoleMixnet registration with a
+		// mixnet-entry ticket) unless the network is free.
 		mixCfg.ClientListen = st.mxc
-		// Mixnet clients (and the probe) do not pay yet.
-		mixCfg.FreeIngress = true
 	}
 	var pay *gateway.PaymentConfig
 	if !cfg.FreePass {
@@ -350,10 +355,14 @@ func (n *Network) startGateway(cfg Config, spec GatewaySpec, addr netip.Addr, st
 			MeterInterval: cfg.MeterInterval,
 			Reporting:     &gateway.ReportConfig{Issuers: func() []string { return n.IssuerURLs }, Identity: idKey},
 		}
-		if cfg.TicketBandwidth > 0 {
+		if cfg.TicketBandwidth > 0 || len(cfg.TicketBandwidths) > 0 {
 			pay.Bandwidth = map[credential.TicketType]int64{}
 			for _, t := range []credential.TicketType{credential.FastEntry, credential.FastExit, credential.MixnetEntry, credential.MixnetExit} {
-				pay.Bandwidth[t] = cfg.TicketBandwidth
+				if b := cfg.TicketBandwidths[t]; b > 0 {
+					pay.Bandwidth[t] = b
+				} else if cfg.TicketBandwidth > 0 {
+					pay.Bandwidth[t] = cfg.TicketBandwidth
+				}
 			}
 		}
 		if err := os.MkdirAll(filepath.Dir(pay.Database), 0o700); err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/nymvpn/nymvpn/node/directory"
 	"github.com/nymvpn/nymvpn/node/metrics"
 	"github.com/nymvpn/nymvpn/node/mixnode"
+	"github.com/nymvpn/nymvpn/registration"
 	"github.com/nymvpn/nymvpn/sphinx"
 	"github.com/nymvpn/nymvpn/transport"
 )
@@ -106,7 +108,16 @@ func TestMixnetRoundTrip(t *testing.T) {
 	exit, _ := topo.Node("exit-ch-1")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	client, err := mixnet.Dial(ctx, mixnet.ClientConfig{Gateway: *entry})
+	// The entry takes tickets: pay for the client's key, then connect with it.
+	key, _ := transport.GenerateKey()
+	grant, err := mixnet.PayEntry(ctx, *entry, key, n.Ticket, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if grant.Bandwidth <= 0 || grant.Bandwidth >= 1<<62 {
+		t.Fatalf("grant %+v: want a metered allowance", grant)
+	}
+	client, err := mixnet.Dial(ctx, mixnet.ClientConfig{Gateway: *entry, Key: key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,13 +257,16 @@ func TestProbeLocalnet(t *testing.T) {
 	n := startNet(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	rep, err := mixnet.Probe(ctx, mixnet.ProbeConfig{DirectoryURL: n.DirectoryURL, Packets: 5, MeanDelay: time.Millisecond, Timeout: time.Minute})
+	rep, err := mixnet.Probe(ctx, mixnet.ProbeConfig{DirectoryURL: n.DirectoryURL, Packets: 5, MeanDelay: time.Millisecond, Timeout: time.Minute, Ticket: n.Ticket})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
 	rep.WriteText(&out)
 	t.Log("\n" + out.String())
+	if rep.Tickets != 1 || !bytes.Contains(out.Bytes(), []byte("paid with 1 mixnet-entry ticket")) {
+		t.Errorf("the probe spent %d tickets at the entry, want 1", rep.Tickets)
+	}
 	if len(rep.Routes) != 8 {
 		t.Fatalf("%d routes, want 2×2×2", len(rep.Routes))
 	}
@@ -276,7 +290,7 @@ func TestProbeLocalnet(t *testing.T) {
 	n.Mixnodes[victim].Close()
 	// (The probe waits its whole timeout, since dead routes never finish;
 	// the live routes' packets need far less, even on a loaded machine.)
-	rep, err = mixnet.Probe(ctx, mixnet.ProbeConfig{DirectoryURL: n.DirectoryURL, Packets: 2, Timeout: 10 * time.Second})
+	rep, err = mixnet.Probe(ctx, mixnet.ProbeConfig{DirectoryURL: n.DirectoryURL, Packets: 2, Timeout: 10 * time.Second, Ticket: n.Ticket})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,6 +302,63 @@ func TestProbeLocalnet(t *testing.T) {
 		if r.Mixes[1] != victim {
 			t.Errorf("route %v reported dead", r.Mixes)
 		}
+	}
+}
+
+// The entries take tickets for mixnet ingress: a client or probe that did
+// not pay is refused at the hello, and the probe says the gateway wants
+// payment (its payment_required); a key that paid is admitted.
+func TestMixnetIngressPaid(t *testing.T) {
+	n := startNet(t)
+	entry, _ := n.Directory.Topology().Node("entry-de-1")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := mixnet.Dial(ctx, mixnet.ClientConfig{Gateway: *entry})
+	if !errors.Is(err, mixnet.ErrRefused) || !strings.Contains(err.Error(), "payment required") {
+		t.Fatalf("an unpaid client: %v", err)
+	}
+	_, err = mixnet.Probe(ctx, mixnet.ProbeConfig{DirectoryURL: n.DirectoryURL, Gateway: entry.ID, Packets: 1})
+	var re *registration.Error
+	if !errors.Is(err, mixnet.ErrPaymentRequired) || !errors.As(err, &re) || re.Code != registration.CodePaymentRequired ||
+		!strings.Contains(err.Error(), "no ticket source") {
+		t.Fatalf("a probe without tickets: %v", err)
+	}
+	t.Logf("refused: %v", err)
+	if got := scrape(t, n.Gateways[entry.ID])[`nym_gateway_mixnet_clients_refused_total{reason="unpaid"}`]; got != 2 {
+		t.Errorf("refused(unpaid) = %v, want 2", got)
+	}
+	// A ticket that does not verify buys nothing.
+	key, _ := transport.GenerateKey()
+	_, err = mixnet.PayEntry(ctx, *entry, key, func(context.Context, string, directory.Node) ([]byte, error) { return []byte("not a ticket"), nil }, nil)
+	if !errors.As(err, &re) || re.Code != registration.CodeTicketInvalid {
+		t.Fatalf("paying with a forged ticket: %v", err)
+	}
+	if _, err := mixnet.Dial(ctx, mixnet.ClientConfig{Gateway: *entry, Key: key}); !errors.Is(err, mixnet.ErrRefused) {
+		t.Fatalf("a client whose ticket was refused: %v", err)
+	}
+	// Paid: admitted.
+	if _, err := mixnet.PayEntry(ctx, *entry, key, n.Ticket, nil); err != nil {
+		t.Fatal(err)
+	}
+	c, err := mixnet.Dial(ctx, mixnet.ClientConfig{Gateway: *entry, Key: key})
+	if err != nil {
+		t.Fatalf("a client that paid: %v", err)
+	}
+	c.Close()
+	// A free network (FreePass) admits the unpaid probe.
+	cfg := DefaultConfig()
+	cfg.EpochLength = time.Hour
+	cfg.FreePass = true
+	cfg.MixnodesPerLayer = 1
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	free, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer free.Close()
+	rep, err := mixnet.Probe(ctx, mixnet.ProbeConfig{DirectoryURL: free.DirectoryURL, Packets: 2, Timeout: 30 * time.Second})
+	if err != nil || rep.Received != rep.Sent || rep.Tickets != 0 {
+		t.Fatalf("an unpaid probe on a free network: %v %+v", err, rep)
 	}
 }
 
@@ -327,7 +398,7 @@ func TestProbeAcrossRotation(t *testing.T) {
 		if e >= first+2 && len(epochs) >= 3 {
 			break
 		}
-		rep, err := mixnet.Probe(ctx, mixnet.ProbeConfig{DirectoryURL: n.DirectoryURL, Packets: 2, Interval: 20 * time.Millisecond, Timeout: time.Minute})
+		rep, err := mixnet.Probe(ctx, mixnet.ProbeConfig{DirectoryURL: n.DirectoryURL, Packets: 2, Interval: 20 * time.Millisecond, Timeout: time.Minute, Ticket: n.Ticket})
 		if err != nil {
 			t.Fatal(err)
 		}
