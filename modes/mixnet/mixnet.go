@@ -395,11 +395,8 @@ func (t *Tunnel) dial(ctx context.Context) (*mix.Client, error) {
 	if err := t.reach(ctx, entry); err != nil {
 		return nil, err
 	}
-	c, err := mix.Dial(ctx, mix.ClientConfig{Gateway: entry, Key: t.key, Dial: t.cfg.Dial, Logger: t.log})
-	if err != nil {
-		return nil, fmt.Errorf("mixnet: %w", err)
-	}
-	return c, nil
+	// mix.Dial's errors name the gateway and say "mixnet:" already.
+	return mix.Dial(ctx, mix.ClientConfig{Gateway: entry, Key: t.key, Dial: t.cfg.Dial, Logger: t.log})
 }
 
 // reach calls Config.Reach when the entry's addresses differ from those
