@@ -113,6 +113,7 @@ func (c *Controller) Run(ctx context.Context) {
 // follow keeps the event stream open.
 func (c *Controller) follow(ctx context.Context) {
 	failures := 0
+	settling := false
 	for ctx.Err() == nil {
 		start := time.Now()
 		up, err := c.stream(ctx)
@@ -123,12 +124,21 @@ func (c *Controller) follow(ctx context.Context) {
 			// The stream worked: reopen it at once (the daemon restarted, or
 			// this client fell behind).
 			c.log.Info("daemon event stream ended; reopening", "err", err)
-			failures = 0
+			failures, settling = 0, true
 			continue
 		}
+		problem := viewmodel.Classify(err)
+		if settleFirst(settling, problem) {
+			settling = false
+			c.log.Debug("daemon event stream failed while the daemon may be stopping; trying again before saying so", "err", err)
+			if !sleepCtx(ctx, retryMin) {
+				return
+			}
+			continue
+		}
+		settling = false
 		failures++
 		wait := min(retryMin<<min(failures-1, 8), retryMax)
-		problem := viewmodel.Classify(err)
 		c.update(func(m *viewmodel.Model) {
 			if m.Link != viewmodel.LinkDown || m.Problem != problem {
 				c.log.Info("daemon unreachable", "socket", c.client.Socket(), "err", err)
@@ -145,6 +155,29 @@ func (c *Controller) follow(ctx context.Context) {
 			t.Stop()
 		case <-t.C:
 		}
+	}
+}
+
+// settleFirst reports whether a failure to reopen the event stream should
+// be retried once before the link is reported down: right after a working
+// stream ended (settling), a daemon that is stopping may still take a
+// connection and reset it — an unclassified error ("Can't reach the VPN
+// service") a moment before its socket goes and the settled reason ("The
+// VPN service isn't running") would be known. Only one notification goes
+// out per outage, so it should be the settled one.
+func settleFirst(settling bool, p viewmodel.Problem) bool {
+	return settling && p == viewmodel.ProblemOther
+}
+
+// sleepCtx waits d or until ctx ends, reporting whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
