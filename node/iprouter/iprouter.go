@@ -158,7 +158,8 @@ type counters struct {
 	replies, surbsIn, surbsUsed, surbsExpired, surbsExtra atomic.Uint64
 	needSURBs, held, heldDropped, opened, freedIdle       atomic.Uint64
 	refused, pings, duplicates                            atomic.Uint64
-	tickets, ticketsRefused, needTickets, unpaid, dry     atomic.Uint64
+	tickets, ticketsRefused, needTickets, unpaid          atomic.Uint64
+	paymentRequired                                       atomic.Uint64
 }
 
 // Stats is a snapshot of a router's counters.
@@ -291,7 +292,7 @@ func (r *Router) Stats() Stats {
 		NeedSURBs: s.needSURBs.Load(), Held: s.held.Load(), HeldDropped: s.heldDropped.Load(),
 		Opened: s.opened.Load(), FreedIdle: s.freedIdle.Load(), Refused: s.refused.Load(), Pings: s.pings.Load(),
 		Tickets: s.tickets.Load(), TicketsRefused: s.ticketsRefused.Load(), NeedTickets: s.needTickets.Load(),
-		Unpaid: s.unpaid.Load(), PaymentRequired: s.dry.Load(),
+		Unpaid: s.unpaid.Load(), PaymentRequired: s.paymentRequired.Load(),
 		Device: r.dev.Stats(),
 	}
 }

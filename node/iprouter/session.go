@@ -257,7 +257,7 @@ func (s *session) open(o *ipr.Open) ([]byte, bool) {
 	}
 	if r.cfg.Pay != nil && len(o.Ticket) == 0 {
 		r.st.refused.Add(1)
-		r.st.dry.Add(1)
+		r.st.paymentRequired.Add(1)
 		return ipr.AppendError(nil, ipr.ErrPaymentRequired,
 			"this exit gateway takes tickets: open the session with a mixnet-exit ticket bound to its key"), false
 	}
@@ -318,7 +318,7 @@ func (s *session) paymentItems(dst []byte, dry bool) []byte {
 	}
 	if dry && !s.toldDry {
 		s.toldDry = true
-		r.st.dry.Add(1)
+		r.st.paymentRequired.Add(1)
 		dst = ipr.AppendError(dst, ipr.ErrPaymentRequired,
 			"the session's allowance ran out: its packets are dropped until a mixnet-exit ticket comes")
 	}
