@@ -533,8 +533,7 @@ func (p *payment) classify(err error) error {
 	}
 	switch {
 	case rerr.Code == registration.CodePaymentRequired && p.ticket == nil:
-		return tunnelstate.Permanent(api.CodeNoAccount, fmt.Errorf(
-			"this network's gateways take tickets and there is no account: run `nymvpn account create` or `nymvpn account import` (%w)", err))
+		return noAccountToPay(err)
 	case rerr.Code == registration.CodePaymentRequired:
 		return tunnelstate.Permanent(api.CodeUnavailable, fmt.Errorf("gateway wants payment: %w", err))
 	case rerr.Code == registration.CodeTicketStale:
@@ -543,6 +542,13 @@ func (p *payment) classify(err error) error {
 		return tunnelstate.Permanent(api.CodeTicketRefused, fmt.Errorf("the gateway refused a ticket: %w", err))
 	}
 	return nil
+}
+
+// noAccountToPay is the permanent error of a gateway that wants payment
+// (err) from a user without an account.
+func noAccountToPay(err error) error {
+	return tunnelstate.Permanent(api.CodeNoAccount, fmt.Errorf(
+		"this network's gateways take tickets and there is no account: run `nymvpn account create` or `nymvpn account import` (%w)", err))
 }
 
 // issuerEndpoints are the issuers' HTTP endpoints, for the kill switch;

@@ -175,8 +175,7 @@ func (p *payment) classifyExit(err error) error {
 	}
 	switch {
 	case xerr.Code == ipr.ErrPaymentRequired && p.ticket == nil:
-		return tunnelstate.Permanent(api.CodeNoAccount, fmt.Errorf(
-			"this network's gateways take tickets and there is no account: run `nymvpn account create` or `nymvpn account import` (%w)", err))
+		return noAccountToPay(err)
 	case xerr.Code == ipr.ErrTicketRefused && strings.HasPrefix(xerr.Reason, registration.CodeTicketStale):
 		return tunnelstate.Permanent(api.CodeTicketRefused, fmt.Errorf("the exit gateway refused a ticket as stale: is this computer's clock right? (%w)", err))
 	case xerr.Code == ipr.ErrTicketRefused:
