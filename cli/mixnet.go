@@ -40,10 +40,9 @@ func mixnetLine(m api.MixnetStats) string {
 // main stream's cover and the loop cover, everything sent that carried
 // nothing.
 func packetsLine(m api.MixnetStats) string {
-	cover := m.CoverPackets + m.LoopCoverPackets
-	s := thousands(m.RealPackets) + " real, " + thousands(cover) + " cover"
-	if total := m.RealPackets + cover; total > 0 {
-		s += fmt.Sprintf(" (%.0f%% cover)", 100*float64(cover)/float64(total))
+	s := thousands(m.RealPackets) + " real, " + thousands(m.Cover()) + " cover"
+	if pct, ok := m.CoverPercent(); ok {
+		s += fmt.Sprintf(" (%.0f%% cover)", pct)
 	}
 	return s
 }

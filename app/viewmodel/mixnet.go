@@ -19,10 +19,9 @@ var profileLabels = map[string]string{
 // sends is cover, and the round trip to the exit (with resends and losses
 // when there are any, which say the path struggles).
 func mixnetRows(m api.MixnetStats) []Row {
-	cover := m.CoverPackets + m.LoopCoverPackets
-	packets := Count(m.RealPackets) + " real / " + Count(cover) + " cover"
-	if total := m.RealPackets + cover; total > 0 {
-		packets += fmt.Sprintf(" (%.0f%% cover)", 100*float64(cover)/float64(total))
+	packets := Count(m.RealPackets) + " real / " + Count(m.Cover()) + " cover"
+	if pct, ok := m.CoverPercent(); ok {
+		packets += fmt.Sprintf(" (%.0f%% cover)", pct)
 	}
 	rtt := "measuring…"
 	if m.ExitRTTMs > 0 {

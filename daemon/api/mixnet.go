@@ -62,3 +62,17 @@ type MixnetStats struct {
 	Reconnects uint64 `json:"reconnects"`
 	Reopens    uint64 `json:"reopens"`
 }
+
+// Cover is every packet sent that carried nothing: the main stream's cover
+// and the loop cover.
+func (m MixnetStats) Cover() uint64 { return m.CoverPackets + m.LoopCoverPackets }
+
+// CoverPercent is Cover's share of every packet sent, in percent; ok is
+// false before any was sent.
+func (m MixnetStats) CoverPercent() (percent float64, ok bool) {
+	total := m.RealPackets + m.Cover()
+	if total == 0 {
+		return 0, false
+	}
+	return 100 * float64(m.Cover()) / float64(total), true
+}
