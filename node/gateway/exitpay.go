@@ -25,8 +25,7 @@ func (g *Gateway) ExitPayment() func(ticket []byte) (bandwidth, topUpAt int64, e
 func (g *Gateway) redeemExit(ticket []byte) (int64, int64, error) {
 	if g.pay == nil {
 		g.stats.ticketsRefused.Add(1)
-		return 0, 0, &ExitTicketError{registration.Errorf(registration.CodePaymentRequired,
-			"gateway %s takes no tickets (no issuers configured) and has no free pass", g.cfg.ID)}
+		return 0, 0, &ExitTicketError{g.noTickets()}
 	}
 	bought, err := g.pay.redeem(ticket, registration.RoleMixnetExit)
 	if err != nil {
@@ -41,6 +40,12 @@ func (g *Gateway) redeemExit(ticket []byte) (int64, int64, error) {
 	}
 	g.stats.tickets.Add(1)
 	return bought, g.pay.topUpAt(credential.MixnetExit), nil
+}
+
+// noTickets is the refusal of a gateway without a PaymentConfig or
+// FreePass: it can neither redeem a ticket nor serve for free.
+func (g *Gateway) noTickets() *registration.Error {
+	return registration.Errorf(registration.CodePaymentRequired, "gateway %s takes no tickets (no issuers configured) and has no free pass", g.cfg.ID)
 }
 
 // ExitTicketError is the exit's refusal of a mixnet-exit ticket: the

@@ -493,7 +493,7 @@ func (g *Gateway) Register(ctx context.Context, p registration.Peer) (*registrat
 	var stored allowanceRecord // what the database kept, for a key not in memory
 	if !g.cfg.FreePass {
 		if g.pay == nil {
-			return nil, registration.Errorf(registration.CodePaymentRequired, "gateway %s takes no tickets (no issuers configured) and has no free pass", g.cfg.ID)
+			return nil, g.noTickets()
 		}
 		role, left, metered, ok := g.peers.allowanceOf(p.WireGuardKey)
 		if !ok || !metered || role != p.Role {
