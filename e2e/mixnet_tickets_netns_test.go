@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"context"
-	"encoding/base64"
 	"fmt"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nymvpn/nymvpn/credential/wallet"
 	"github.com/nymvpn/nymvpn/daemon/api"
@@ -31,23 +28,7 @@ func TestDaemonMixnetModePaid(t *testing.T) {
 	must := d.mustNymvpn(t)
 	d.startDaemon(t, "nymvpnd")
 
-	phrase, err := wallet.NewPhrase()
-	if err != nil {
-		t.Fatal(err)
-	}
-	acct, err := wallet.AccountFromPhrase(phrase)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := base64.StdEncoding.EncodeToString(acct.ID())
-	iss.grant(t, d.entry, d.bin, id, 200)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := d.client.Command(ctx, d.cli, "--socket", d.socket, "account", "import")
-	cmd.Stdin = strings.NewReader(phrase + "\n")
-	if b, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(b)) != "Account imported: "+id {
-		t.Fatalf("account import: %v\n%s", err, b)
-	}
+	iss.importAccount(t, d, 200)
 
 	out := must("connect", "--mode", "mixnet", "--profile", "fast", "--entry", "DE", "--exit", "gw-exit", "--wait", "--timeout", "3m")
 	t.Logf("connect --mode mixnet:\n%s", out)

@@ -82,6 +82,31 @@ func (s *issuerSet) grant(t testing.TB, ns *netnstest.Namespace, bin, id string,
 	}
 }
 
+// importAccount makes a new account, has the issuers grant it tickets, and
+// imports its phrase into the daemon with `nymvpn account import` from
+// stdin; it returns the phrase and the account's id.
+func (s *issuerSet) importAccount(t testing.TB, d *daemonNet, tickets int) (phrase, id string) {
+	t.Helper()
+	phrase, err := wallet.NewPhrase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct, err := wallet.AccountFromPhrase(phrase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id = base64.StdEncoding.EncodeToString(acct.ID())
+	s.grant(t, d.entry, d.bin, id, tickets)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := d.client.Command(ctx, d.cli, "--socket", d.socket, "account", "import")
+	cmd.Stdin = strings.NewReader(phrase + "\n")
+	if b, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(b)) != "Account imported: "+id {
+		t.Fatalf("account import: %v\n%s", err, b)
+	}
+	return phrase, id
+}
+
 // TestDaemonPaysWithTickets runs nymvpnd against gateways that take tickets
 // (no --free-pass) and three issuers: without an account the connection
 // ends in the Error state with no_account and says what to do; `nymvpn
@@ -111,23 +136,7 @@ func TestDaemonPaysWithTickets(t *testing.T) {
 	}
 
 	// An account with an allowance at the issuers, imported from stdin.
-	phrase, err := wallet.NewPhrase()
-	if err != nil {
-		t.Fatal(err)
-	}
-	acct, err := wallet.AccountFromPhrase(phrase)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := base64.StdEncoding.EncodeToString(acct.ID())
-	iss.grant(t, d.entry, d.bin, id, 200)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := d.client.Command(ctx, d.cli, "--socket", d.socket, "account", "import")
-	cmd.Stdin = strings.NewReader(phrase + "\n")
-	if b, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(b)) != "Account imported: "+id {
-		t.Fatalf("account import: %v\n%s", err, b)
-	}
+	phrase, _ := iss.importAccount(t, d, 200)
 
 	// Connect with the kill switch on: the daemon lets the issuers through,
 	// fetches a book of each type, then pays both gateways.
@@ -232,23 +241,7 @@ func TestDaemonTicketsRunOut(t *testing.T) {
 		}
 	})
 
-	phrase, err := wallet.NewPhrase()
-	if err != nil {
-		t.Fatal(err)
-	}
-	acct, err := wallet.AccountFromPhrase(phrase)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := base64.StdEncoding.EncodeToString(acct.ID())
-	iss.grant(t, d.entry, d.bin, id, 2*wallet.DefaultBookSize) // one book of each type, no more
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := d.client.Command(ctx, d.cli, "--socket", d.socket, "account", "import")
-	cmd.Stdin = strings.NewReader(phrase + "\n")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("account import: %v\n%s", err, b)
-	}
+	_, id := iss.importAccount(t, d, 2*wallet.DefaultBookSize) // one book of each type, no more
 	must("connect", "--wait", "--timeout", "2m")
 	checkThroughTunnel(t, d.client)
 
