@@ -63,6 +63,13 @@ type Config struct {
 	// EntryKey and ExitKey are the client's WireGuard private keys for each
 	// hop; zero keys are generated for this connection.
 	EntryKey, ExitKey transport.Key
+	// Resume says that EntryKey and ExitKey were registered with these same
+	// gateways before (an earlier attempt of the same session): each hop
+	// registers first without a ticket, so that a gateway that still holds
+	// the key's paid allowance (also one kept across its restart) admits
+	// it with what is left, and pays with a ticket only when the gateway
+	// answers payment_required. Without it each hop pays at once.
+	Resume bool
 	// Ticket returns the ticket to pay a gateway in a role, or nil. It is
 	// called at Connect and again for every top-up.
 	Ticket func(ctx context.Context, role string, gw directory.Node) ([]byte, error)
@@ -183,11 +190,7 @@ func Connect(ctx context.Context, cfg Config) (t *Tunnel, err error) {
 
 	// Hop 1: register with the entry over the real network.
 	progress(StageRegisterEntry)
-	entryTicket, err := getTicket(ctx, cfg, registration.RoleEntry, cfg.Entry)
-	if err != nil {
-		return t, err
-	}
-	entryGrant, entryPSK, err := register(ctx, cfg.Entry, registration.RoleEntry, cfg.EntryKey, entryTicket, func(ctx context.Context) (net.Conn, error) {
+	entryGrant, entryPSK, err := admit(ctx, cfg, cfg.Entry, registration.RoleEntry, cfg.EntryKey, func(ctx context.Context) (net.Conn, error) {
 		return cfg.Dial(ctx, "tcp", cfg.Entry.RegistrationAddr)
 	})
 	if err != nil {
@@ -228,11 +231,7 @@ func Connect(ctx context.Context, cfg Config) (t *Tunnel, err error) {
 
 	// Hop 2: register with the exit through the entry tunnel.
 	progress(StageRegisterExit)
-	exitTicket, err := getTicket(ctx, cfg, registration.RoleExit, cfg.Exit)
-	if err != nil {
-		return t, err
-	}
-	exitGrant, exitPSK, err := register(ctx, cfg.Exit, registration.RoleExit, cfg.ExitKey, exitTicket, func(ctx context.Context) (net.Conn, error) {
+	exitGrant, exitPSK, err := admit(ctx, cfg, cfg.Exit, registration.RoleExit, cfg.ExitKey, func(ctx context.Context) (net.Conn, error) {
 		return t.entryStack.DialContext(ctx, "tcp", cfg.Exit.RegistrationAddr)
 	})
 	if err != nil {
@@ -547,6 +546,29 @@ func getTicket(ctx context.Context, cfg Config, role string, gw directory.Node) 
 		return nil, fmt.Errorf("fast: ticket for %s gateway %s: %w", role, gw.ID, err)
 	}
 	return ticket, nil
+}
+
+// admit registers key with gw in role for Connect: with a ticket, or with
+// Config.Resume first without one, paying only when the gateway answers
+// payment_required (nothing left for the key there).
+func admit(ctx context.Context, cfg Config, gw directory.Node, role string, key transport.Key, dial func(context.Context) (net.Conn, error)) (*registration.Grant, [32]byte, error) {
+	if cfg.Resume {
+		grant, psk, err := register(ctx, gw, role, key, nil, dial)
+		var rerr *registration.Error
+		switch {
+		case err == nil:
+			cfg.Logger.Info("fast: resumed the key's allowance without a ticket", "role", role, "gateway", gw.ID, "allowance", grant.Bandwidth)
+			return grant, psk, nil
+		case !errors.As(err, &rerr) || rerr.Code != registration.CodePaymentRequired || cfg.Ticket == nil:
+			return nil, [32]byte{}, err
+		}
+		cfg.Logger.Info("fast: nothing left for the key: paying", "role", role, "gateway", gw.ID)
+	}
+	ticket, err := getTicket(ctx, cfg, role, gw)
+	if err != nil {
+		return nil, [32]byte{}, err
+	}
+	return register(ctx, gw, role, key, ticket, dial)
 }
 
 // register registers key with gw in role, paying with ticket (nil: none).
