@@ -35,7 +35,12 @@ type fastConnector struct {
 	log         *slog.Logger
 	directories *topologyCache
 	accounts    *accounts // pays the gateways (account.go)
+	keys        fastKeys  // the session's fast-mode keys (fastkeys.go)
 }
+
+// endSession drops the fast-mode keys of the session (see fastKeys): the
+// daemon calls it when the user disconnects or changes the mode.
+func (c *fastConnector) endSession() { c.keys.forget() }
 
 func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tunnelstate.Progress, allow tunnelstate.Allow) (tunnelstate.Tunnel, error) {
 	if s.DirectoryURL == "" {
@@ -43,6 +48,7 @@ func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tu
 			errors.New("no network directory is configured: run `nymvpn settings set directory URL`"))
 	}
 	if s.Mode == api.ModeMixnet {
+		c.endSession()
 		return c.connectMixnet(ctx, s, progress, allow)
 	}
 	topo, _, err := c.fetchTopology(ctx, s, progress, allow)
@@ -68,6 +74,13 @@ func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tu
 	if err != nil {
 		return nil, err
 	}
+	entryKey, exitKey, resume, err := c.keys.take(ctx, entry, exit)
+	if err != nil {
+		return nil, fmt.Errorf("fast-mode keys: %w", err)
+	}
+	if resume {
+		c.log.Info("reconnecting to the same gateways: resuming with the session's keys", "entry", entry.ID, "exit", exit.ID)
+	}
 	progress(StageTUN, &eg, &xg)
 	dev, name, err := c.createTUN(fast.ExitMTU)
 	if err != nil {
@@ -76,6 +89,7 @@ func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tu
 	loopback := isLoopbackAddr(entry.RegistrationAddr) || isLoopbackAddr(exit.RegistrationAddr)
 	t, err := fast.Connect(ctx, fast.Config{
 		Entry: entry, Exit: exit, Inner: dev,
+		EntryKey: entryKey, ExitKey: exitKey, Resume: resume,
 		Dial: markedDialer(c.cfg.FwMark).DialContext,
 		AllowEntry: func(ctx context.Context, ep netip.AddrPort) error {
 			return allow(ctx, tunnelstate.Endpoint{Proto: "udp", Addr: ep})

@@ -155,6 +155,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.connector != nil {
 		connector = cfg.connector
 	}
+	d.sessions, _ = connector.(sessionEnder)
 	var system tunnelstate.System = &systemAdapter{sys: sys, cfg: cfg, routed: d.accounts.routed}
 	if cfg.system != nil {
 		system = cfg.system
@@ -256,7 +257,8 @@ type daemon struct {
 	hub          *control.Hub
 	machine      *tunnelstate.Machine
 	connector    *fastConnector
-	accounts     *accounts // the wallet: account and tickets
+	sessions     sessionEnder // the connector in use, if it keeps a session's state
+	accounts     *accounts    // the wallet: account and tickets
 	settingsPath string
 	notices      []string
 
@@ -289,6 +291,10 @@ func (d *daemon) update(p api.SettingsPatch) (api.Settings, bool, error) {
 	}
 	d.settings = s
 	d.hub.SetSettings(s)
+	if old.Mode != s.Mode {
+		// Another mode is another session: fast mode's next keys are new.
+		d.endSession()
+	}
 	return s, tunnelShapeChanged(old, s), nil
 }
 
@@ -353,7 +359,27 @@ func (d *daemon) Connect(ctx context.Context, req api.ConnectRequest) (api.State
 
 // Disconnect implements control.Backend.
 func (d *daemon) Disconnect(ctx context.Context) (api.State, error) {
-	return d.machine.Disconnect(ctx)
+	st, err := d.machine.Disconnect(ctx)
+	// The machine cancelled any attempt under way before it answered: keys
+	// an attempt took before are dropped here, and one that asks after is
+	// refused them (fastKeys.take checks its context).
+	d.endSession()
+	return st, err
+}
+
+// sessionEnder is a connector that keeps state across the attempts of one
+// session, from the user's connect to the user's disconnect (fastConnector:
+// its fast-mode keys, which let a reconnect resume what they paid).
+type sessionEnder interface {
+	// endSession drops that state; the next attempt starts a new session.
+	endSession()
+}
+
+// endSession tells the connector that the session ended.
+func (d *daemon) endSession() {
+	if d.sessions != nil {
+		d.sessions.endSession()
+	}
 }
 
 // UpdateSettings implements control.Backend.
