@@ -550,25 +550,40 @@ func getTicket(ctx context.Context, cfg Config, role string, gw directory.Node) 
 
 // admit registers key with gw in role for Connect: with a ticket, or with
 // Config.Resume first without one, paying only when the gateway answers
-// payment_required (nothing left for the key there).
+// payment_required (nothing left for the key there). A grant below the
+// gateway's top-up level is paid again before the tunnel carries anything:
+// a resumed key's last bytes would need a top-up at once, and a key still in
+// debt at the gateway (its last tunnel overdrew before it was cut off) is
+// granted 1 byte and stays cut off until a ticket leaves it allowance.
 func admit(ctx context.Context, cfg Config, gw directory.Node, role string, key transport.Key, dial func(context.Context) (net.Conn, error)) (*registration.Grant, [32]byte, error) {
+	var grant *registration.Grant
+	var psk [32]byte
 	if cfg.Resume {
-		grant, psk, err := register(ctx, gw, role, key, nil, dial)
+		g, p, err := register(ctx, gw, role, key, nil, dial)
 		var rerr *registration.Error
 		switch {
 		case err == nil:
-			cfg.Logger.Info("fast: resumed the key's allowance without a ticket", "role", role, "gateway", gw.ID, "allowance", grant.Bandwidth)
-			return grant, psk, nil
-		case !errors.As(err, &rerr) || rerr.Code != registration.CodePaymentRequired || cfg.Ticket == nil:
+			cfg.Logger.Info("fast: resumed the key's allowance without a ticket", "role", role, "gateway", gw.ID, "allowance", g.Bandwidth)
+			grant, psk = g, p
+		case errors.As(err, &rerr) && rerr.Code == registration.CodePaymentRequired && cfg.Ticket != nil:
+			cfg.Logger.Info("fast: nothing left for the key: paying", "role", role, "gateway", gw.ID)
+		default:
 			return nil, [32]byte{}, err
 		}
-		cfg.Logger.Info("fast: nothing left for the key: paying", "role", role, "gateway", gw.ID)
 	}
-	ticket, err := getTicket(ctx, cfg, role, gw)
-	if err != nil {
-		return nil, [32]byte{}, err
+	for paid := 0; grant == nil || (cfg.Ticket != nil && grant.Bandwidth > 0 && grant.Bandwidth < grant.TopUpAt); paid++ {
+		if paid == maxTopUpsPerCheck {
+			return nil, [32]byte{}, fmt.Errorf("fast: %s gateway %s grants %d bytes after %d tickets, below its top-up level %d", role, gw.ID, grant.Bandwidth, paid, grant.TopUpAt)
+		}
+		ticket, err := getTicket(ctx, cfg, role, gw)
+		if err != nil {
+			return nil, [32]byte{}, err
+		}
+		if grant, psk, err = register(ctx, gw, role, key, ticket, dial); err != nil {
+			return nil, [32]byte{}, err
+		}
 	}
-	return register(ctx, gw, role, key, ticket, dial)
+	return grant, psk, nil
 }
 
 // register registers key with gw in role, paying with ticket (nil: none).

@@ -2,7 +2,9 @@ package fast_test
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,5 +126,66 @@ func TestReconnectResumesPaidAllowance(t *testing.T) {
 	}
 	if tc.count("entry", "entry-ch-1") != 2 || tc.count("exit", "exit-de-1") != 2 {
 		t.Errorf("tickets for the other gateways: %v, want one per hop and connection", tc.paid)
+	}
+}
+
+// A key cut off in debt (its tunnel overdrew before the gateway cut it off)
+// resumes by paying the debt and enough beyond it: the gateway grants a key
+// in debt 1 byte, and a resumed hop that started on that would stay cut off
+// (the exit registration through a cut-off entry never arrives).
+func TestResumeAfterCutOffPaysTheDebt(t *testing.T) {
+	n, topo := startPaidNet(t, 20*time.Millisecond)
+	url := chunkServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	entryKey, _ := transport.GenerateKey()
+	exitKey, _ := transport.GenerateKey()
+	var broke atomic.Bool
+	cfg := fast.Config{
+		Entry: node(t, topo, "entry-de-1"), Exit: node(t, topo, "exit-ch-1"), EntryKey: entryKey, ExitKey: exitKey,
+		AllowLoopback: true, Logger: testLogger(t), MeterInterval: 10 * time.Millisecond,
+		Ticket: func(ctx context.Context, role string, gw directory.Node) ([]byte, error) {
+			if broke.Load() {
+				return nil, errors.New("no tickets left")
+			}
+			return n.Ticket(ctx, role, gw)
+		},
+	}
+	tun, err := fast.Connect(ctx, cfg)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	broke.Store(true)
+	c := httpClient(tun)
+	c.Timeout = 5 * time.Second
+	entryGW, exitGW := n.Gateways["entry-de-1"], n.Gateways["exit-ch-1"]
+	cut := func() bool { return entryGW.Stats().CutOff+exitGW.Stats().CutOff > 0 }
+	for moved := 0; !cut(); moved += chunkBytes {
+		if moved > 4*ticketBytes {
+			t.Fatalf("moved %d KiB on one %d KiB ticket without being cut off", moved>>10, ticketBytes>>10)
+		}
+		if get(c, url) != nil {
+			waitFor(t, "the cut-off", cut)
+		}
+	}
+	tun.Close()
+
+	broke.Store(false)
+	cfg.Resume = true
+	cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
+	defer ccancel()
+	tun, err = fast.Connect(cctx, cfg)
+	if err != nil {
+		t.Fatalf("resume after the cut-off: %v", err)
+	}
+	defer tun.Close()
+	c = httpClient(tun)
+	c.Timeout = 10 * time.Second
+	if err := get(c, url); err != nil {
+		t.Fatalf("traffic after resuming: %v", err)
+	}
+	entry, exit := tun.Allowances()
+	if entry.Granted < entry.TopUpAt || exit.Granted < exit.TopUpAt {
+		t.Errorf("resumed allowances below the top-up level: entry %+v exit %+v", entry, exit)
 	}
 }
