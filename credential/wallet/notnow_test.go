@@ -62,3 +62,47 @@ func TestNotNowKeepsTheIssuersVerdict(t *testing.T) {
 		t.Fatalf("LastRefillError after the issuers were down: %v, want that failure", err)
 	}
 }
+
+// TestLateFailureKeepsNewerVerdict: a fetch that started first (its
+// issuers' dials hang, as through a dying tunnel) and fails after a newer
+// fetch got the issuers' no-allowance answer leaves that answer as
+// LastRefillError.
+func TestLateFailureKeepsNewerVerdict(t *testing.T) {
+	topo, _ := issuers(t)
+	var hung atomic.Int32
+	waiting, release := make(chan struct{}, 3), make(chan struct{})
+	var d net.Dialer
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if hung.Add(1) <= 3 { // the first fetch's three issuers
+			waiting <- struct{}{}
+			<-release
+			return nil, fmt.Errorf("dial %s: i/o timeout", addr)
+		}
+		return d.DialContext(ctx, network, addr)
+	}}}
+	w, err := wallet.Open(wallet.Config{Dir: filepath.Join(t.TempDir(), "wallet"), BookSize: 5, Keep: []credential.TicketType{},
+		HTTP:     hc,
+		Topology: func(context.Context) (*directory.Topology, error) { return topo, nil }, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.CreateAccount(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	first := make(chan error, 1)
+	go func() { first <- w.Refill(ctx, credential.FastExit) }()
+	for range 3 {
+		<-waiting
+	}
+	if err := w.Refill(ctx, credential.FastEntry); !wallet.NoAllowance(err) {
+		t.Fatalf("the newer fetch: %v, want no allowance", err)
+	}
+	close(release)
+	if err := <-first; err == nil || wallet.NoAllowance(err) {
+		t.Fatalf("the first fetch: %v, want its dial failure", err)
+	}
+	if err := w.LastRefillError(); !wallet.NoAllowance(err) {
+		t.Fatalf("LastRefillError: %v, want the newer fetch's no-allowance verdict", err)
+	}
+}

@@ -76,8 +76,12 @@ type Wallet struct {
 	groupAt time.Time
 	fetch   map[credential.TicketType]*fetchCall
 	kick    chan struct{}
-	// lastErr is the last failed fetch, nil after a success.
-	lastErr error
+	// lastErr is the last failed fetch, nil after a success; "last" by
+	// start (errSeq, of fetches numbered by fetchSeq): a fetch that began
+	// before the one that set it, say through a tunnel that was dying,
+	// does not override a newer answer when it ends late.
+	lastErr          error
+	errSeq, fetchSeq uint64
 }
 
 type book struct {
@@ -87,6 +91,7 @@ type book struct {
 
 type fetchCall struct {
 	acct *Account // the account the book is fetched for
+	seq  uint64   // the order it started in
 	done chan struct{}
 	err  error
 }
@@ -539,14 +544,15 @@ func (w *Wallet) Refill(ctx context.Context, typ credential.TicketType) error {
 		w.mu.Lock()
 	}
 	acct := w.account
-	c := &fetchCall{acct: acct, done: make(chan struct{})}
+	w.fetchSeq++
+	c := &fetchCall{acct: acct, seq: w.fetchSeq, done: make(chan struct{})}
 	w.fetch[typ] = c
 	w.mu.Unlock()
 	c.err = w.refill(ctx, acct, typ)
 	w.mu.Lock()
 	delete(w.fetch, typ)
-	if c.err == nil || (ctx.Err() == nil && !errors.Is(c.err, ErrNoAccount) && !notNow(c.err)) {
-		w.lastErr = c.err
+	if c.seq > w.errSeq && (c.err == nil || (ctx.Err() == nil && !errors.Is(c.err, ErrNoAccount) && !notNow(c.err))) {
+		w.lastErr, w.errSeq = c.err, c.seq
 	}
 	w.mu.Unlock()
 	close(c.done)
