@@ -112,6 +112,8 @@ func (c *fastConnector) Connect(ctx context.Context, s api.Settings, progress tu
 		}
 		return nil, err
 	}
+	ek, xk := t.Keys()
+	c.keys.keep(ctx, entry, exit, ek, xk)
 	dns := s.DNS
 	if len(dns) == 0 {
 		dns = t.DNSServers()

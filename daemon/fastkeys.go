@@ -52,6 +52,18 @@ func (k *fastKeys) take(ctx context.Context, entry, exit directory.Node) (entryK
 	return entryKey, exitKey, false, nil
 }
 
+// keep records the keys a connected tunnel to entry and exit uses (fast mode
+// makes a new one for a hop that had nothing left to resume), if the session
+// still holds keys for those gateways and the attempt was not cancelled.
+func (k *fastKeys) keep(ctx context.Context, entry, exit directory.Node, entryKey, exitKey transport.Key) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if ctx.Err() != nil || !k.set || !sameGateway(k.entry, entry) || !sameGateway(k.exit, exit) {
+		return
+	}
+	k.entryKey, k.exitKey = entryKey, exitKey
+}
+
 // forget ends the session: the next attempt makes new keys.
 func (k *fastKeys) forget() {
 	k.mu.Lock()

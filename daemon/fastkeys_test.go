@@ -55,14 +55,24 @@ func TestFastKeysPerSession(t *testing.T) {
 		}
 		ek, xk = ek2, xk2
 	}
+	// A hop that started afresh: the tunnel's new key is kept; not for
+	// other gateways, nor once the attempt was cancelled.
+	fresh, _ := transport.GenerateKey()
+	k.keep(ctx, entry, exit, fresh, xk)
+	k.keep(ctx, gw("entry-ch-1", 3), exit, ek, ek)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	k.keep(cancelled, entry, exit, ek, ek)
+	if ek2, xk2, resume := take(entry, exit); !resume || ek2 != fresh || xk2 != xk {
+		t.Errorf("after the tunnel's new entry key: resume %v, that key %v, the exit key %v", resume, ek2 == fresh, xk2 == xk)
+	}
+	ek = fresh
 	k.forget()
 	if ek2, xk2, resume := take(entry, exit); resume || ek2 == ek || xk2 == xk {
 		t.Errorf("after the session ended: resume %v, reused a key %v", resume, ek2 == ek || xk2 == xk)
 	}
 	// An attempt cancelled by a disconnect gets none, and leaves none.
 	k.forget()
-	cancelled, cancel := context.WithCancel(ctx)
-	cancel()
 	if _, _, _, err := k.take(cancelled, entry, exit); !errors.Is(err, context.Canceled) {
 		t.Fatalf("a cancelled attempt: %v", err)
 	}

@@ -67,8 +67,10 @@ type Config struct {
 	// gateways before (an earlier attempt of the same session): each hop
 	// registers first without a ticket, so that a gateway that still holds
 	// the key's paid allowance (also one kept across its restart) admits
-	// it with what is left, and pays with a ticket only when the gateway
-	// answers payment_required. Without it each hop pays at once.
+	// it with what is left. A hop the gateway answers payment_required
+	// (nothing left, or a debt its last tunnel overdrew before its cut-off)
+	// starts afresh with a new key and a ticket, as without Resume: a
+	// ticket would go to the debt first. Tunnel.Keys reports the keys in use.
 	Resume bool
 	// Ticket returns the ticket to pay a gateway in a role, or nil. It is
 	// called at Connect and again for every top-up.
@@ -190,12 +192,13 @@ func Connect(ctx context.Context, cfg Config) (t *Tunnel, err error) {
 
 	// Hop 1: register with the entry over the real network.
 	progress(StageRegisterEntry)
-	entryGrant, entryPSK, err := admit(ctx, cfg, cfg.Entry, registration.RoleEntry, cfg.EntryKey, func(ctx context.Context) (net.Conn, error) {
+	entryGrant, entryPSK, err := admit(ctx, cfg, cfg.Entry, registration.RoleEntry, &cfg.EntryKey, func(ctx context.Context) (net.Conn, error) {
 		return cfg.Dial(ctx, "tcp", cfg.Entry.RegistrationAddr)
 	})
 	if err != nil {
 		return t, err
 	}
+	t.cfg.EntryKey = cfg.EntryKey // admit may have made a new one
 	t.EntryGrant = *entryGrant
 
 	progress(StageEntryTunnel)
@@ -231,13 +234,14 @@ func Connect(ctx context.Context, cfg Config) (t *Tunnel, err error) {
 
 	// Hop 2: register with the exit through the entry tunnel.
 	progress(StageRegisterExit)
-	exitGrant, exitPSK, err := admit(ctx, cfg, cfg.Exit, registration.RoleExit, cfg.ExitKey, func(ctx context.Context) (net.Conn, error) {
+	exitGrant, exitPSK, err := admit(ctx, cfg, cfg.Exit, registration.RoleExit, &cfg.ExitKey, func(ctx context.Context) (net.Conn, error) {
 		return t.entryStack.DialContext(ctx, "tcp", cfg.Exit.RegistrationAddr)
 	})
 	if err != nil {
 		return t, err
 	}
 	t.ExitGrant = *exitGrant
+	t.cfg.ExitKey, t.exitKey = cfg.ExitKey, cfg.ExitKey
 
 	progress(StageExitTunnel)
 	exitEP, err := endpoint(cfg.Exit.WireGuardAddr, exitGrant.Port)
@@ -548,25 +552,26 @@ func getTicket(ctx context.Context, cfg Config, role string, gw directory.Node) 
 	return ticket, nil
 }
 
-// admit registers key with gw in role for Connect: with a ticket, or with
-// Config.Resume first without one, paying only when the gateway answers
-// payment_required (nothing left for the key there). A grant below the
-// gateway's top-up level is paid again before the tunnel carries anything:
-// a resumed key's last bytes would need a top-up at once, and a key still in
-// debt at the gateway (its last tunnel overdrew before it was cut off) is
-// granted 1 byte and stays cut off until a ticket leaves it allowance.
-func admit(ctx context.Context, cfg Config, gw directory.Node, role string, key transport.Key, dial func(context.Context) (net.Conn, error)) (*registration.Grant, [32]byte, error) {
+// admit registers *key with gw in role for Connect: with a ticket, or with
+// Config.Resume first without one. When the gateway has nothing left for
+// the key (payment_required) it makes a new key in *key and pays for that.
+// A grant below the gateway's top-up level (a resumed key's last bytes) is
+// paid again before the tunnel carries anything, as the hop would at once.
+func admit(ctx context.Context, cfg Config, gw directory.Node, role string, key *transport.Key, dial func(context.Context) (net.Conn, error)) (*registration.Grant, [32]byte, error) {
 	var grant *registration.Grant
 	var psk [32]byte
 	if cfg.Resume {
-		g, p, err := register(ctx, gw, role, key, nil, dial)
+		g, p, err := register(ctx, gw, role, *key, nil, dial)
 		var rerr *registration.Error
 		switch {
 		case err == nil:
 			cfg.Logger.Info("fast: resumed the key's allowance without a ticket", "role", role, "gateway", gw.ID, "allowance", g.Bandwidth)
 			grant, psk = g, p
 		case errors.As(err, &rerr) && rerr.Code == registration.CodePaymentRequired && cfg.Ticket != nil:
-			cfg.Logger.Info("fast: nothing left for the key: paying", "role", role, "gateway", gw.ID)
+			cfg.Logger.Info("fast: nothing left for the key: a new key pays", "role", role, "gateway", gw.ID)
+			if *key, err = transport.GenerateKey(); err != nil {
+				return nil, [32]byte{}, fmt.Errorf("fast: new %s key: %w", role, err)
+			}
 		default:
 			return nil, [32]byte{}, err
 		}
@@ -579,7 +584,7 @@ func admit(ctx context.Context, cfg Config, gw directory.Node, role string, key 
 		if err != nil {
 			return nil, [32]byte{}, err
 		}
-		if grant, psk, err = register(ctx, gw, role, key, ticket, dial); err != nil {
+		if grant, psk, err = register(ctx, gw, role, *key, ticket, dial); err != nil {
 			return nil, [32]byte{}, err
 		}
 	}
@@ -690,6 +695,11 @@ func transfer(dev *device.Device) (tx, rx int64) {
 	}
 	return st.Totals()
 }
+
+// Keys returns the WireGuard private keys of the entry and exit hops: the
+// configured ones, or those Connect made. A caller may keep them (in memory
+// only) for a later Connect with Config.Resume to the same gateways.
+func (t *Tunnel) Keys() (entry, exit transport.Key) { return t.cfg.EntryKey, t.cfg.ExitKey }
 
 // Addresses are the client's addresses inside the tunnel (from the exit).
 func (t *Tunnel) Addresses() []netip.Addr { return t.ExitGrant.Addresses }

@@ -102,6 +102,9 @@ func TestReconnectResumesPaidAllowance(t *testing.T) {
 	if tc.count("entry", "entry-de-1") != 1 || tc.count("exit", "exit-ch-1") != 1 {
 		t.Errorf("tickets taken after the reconnect: %v, want none more", tc.paid)
 	}
+	if ek, xk := tun.Keys(); ek != entryKey || xk != exitKey {
+		t.Error("the resumed tunnel uses other keys")
+	}
 	entry, exit := tun.Allowances()
 	if !entry.Metered || !exit.Metered || entry.Granted >= ticketBytes || entry.Granted <= 0 || exit.Granted >= ticketBytes {
 		t.Errorf("resumed allowances: entry %+v exit %+v, want what was left of one ticket each", entry, exit)
@@ -129,11 +132,13 @@ func TestReconnectResumesPaidAllowance(t *testing.T) {
 	}
 }
 
-// A key cut off in debt (its tunnel overdrew before the gateway cut it off)
-// resumes by paying the debt and enough beyond it: the gateway grants a key
-// in debt 1 byte, and a resumed hop that started on that would stay cut off
-// (the exit registration through a cut-off entry never arrives).
-func TestResumeAfterCutOffPaysTheDebt(t *testing.T) {
+// A hop the gateway cut off (its key in debt: the tunnel overdrew before the
+// cut-off) has nothing to resume: the gateway answers payment_required, and
+// the hop starts afresh with a new key and one ticket, as a new connection
+// does, rather than paying the debt (a key in debt is granted 1 byte per
+// ticket until it is paid, and a hop that started on that would stay cut
+// off).
+func TestResumeAfterCutOffStartsAfresh(t *testing.T) {
 	n, topo := startPaidNet(t, 20*time.Millisecond)
 	url := chunkServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
@@ -169,6 +174,11 @@ func TestResumeAfterCutOffPaysTheDebt(t *testing.T) {
 		}
 	}
 	tun.Close()
+	cutGW, cutKey, hop := entryGW, entryKey, "entry"
+	if entryGW.Stats().CutOff == 0 {
+		cutGW, cutKey, hop = exitGW, exitKey, "exit"
+	}
+	before := cutGW.Stats().TicketsAccepted
 
 	broke.Store(false)
 	cfg.Resume = true
@@ -183,6 +193,13 @@ func TestResumeAfterCutOffPaysTheDebt(t *testing.T) {
 	c.Timeout = 10 * time.Second
 	if err := get(c, url); err != nil {
 		t.Fatalf("traffic after resuming: %v", err)
+	}
+	ek, xk := tun.Keys()
+	if k := map[string]transport.Key{"entry": ek, "exit": xk}[hop]; k == cutKey || k.IsZero() {
+		t.Errorf("the cut-off %s hop resumed with its old key", hop)
+	}
+	if got := cutGW.Stats().TicketsAccepted - before; got != 1 {
+		t.Errorf("the cut-off %s hop paid %d tickets, want 1 for a new key", hop, got)
 	}
 	entry, exit := tun.Allowances()
 	if entry.Granted < entry.TopUpAt || exit.Granted < exit.TopUpAt {
