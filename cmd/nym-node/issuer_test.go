@@ -27,11 +27,7 @@ func TestIssuerProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "nym-node")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	dir, bin := buildNymNode(t)
 	keys := filepath.Join(dir, "keys")
 	if out, err := exec.Command(bin, "issuer-keygen", "--t", "2", "--n", "3", "--out", keys).CombinedOutput(); err != nil {
 		t.Fatalf("issuer-keygen: %v\n%s", err, out)

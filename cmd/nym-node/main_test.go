@@ -98,11 +98,7 @@ func TestMixnetProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "nym-node")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	dir, bin := buildNymNode(t)
 	d := run(t, bin, "--role", "directory", "--data-dir", filepath.Join(dir, "dir"), "--listen", "127.0.0.1:0", "--open", "--epoch-length", "1m")
 	dirURL := strings.TrimSpace(strings.TrimPrefix(d.waitLine(t, "directory:"), "directory:"))
 
@@ -179,4 +175,16 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// buildNymNode builds this command into a new temporary directory and
+// returns the directory and the binary's path.
+func buildNymNode(t *testing.T) (dir, bin string) {
+	t.Helper()
+	dir = t.TempDir()
+	bin = filepath.Join(dir, "nym-node")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return dir, bin
 }

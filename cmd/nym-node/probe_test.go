@@ -25,11 +25,7 @@ func TestProbeAccount(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs a local network")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "nym-node")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	dir, bin := buildNymNode(t)
 	cfg := localnet.DefaultConfig()
 	cfg.Dir = filepath.Join(dir, "localnet")
 	cfg.EpochLength = time.Hour

@@ -32,15 +32,7 @@ func TestNotNowKeepsTheIssuersVerdict(t *testing.T) {
 		}
 		return d.DialContext(ctx, network, addr)
 	}}}
-	w, err := wallet.Open(wallet.Config{Dir: filepath.Join(t.TempDir(), "wallet"), BookSize: 5, Keep: []credential.TicketType{},
-		HTTP:     hc,
-		Topology: func(context.Context) (*directory.Topology, error) { return topo, nil }, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.CreateAccount(); err != nil {
-		t.Fatal(err)
-	}
+	w := accountWallet(t, topo, hc)
 	ctx := context.Background()
 	if err := w.Refill(ctx, credential.FastEntry); !wallet.NoAllowance(err) {
 		t.Fatalf("refill for an account without allowance: %v", err)
@@ -80,15 +72,7 @@ func TestLateFailureKeepsNewerVerdict(t *testing.T) {
 		}
 		return d.DialContext(ctx, network, addr)
 	}}}
-	w, err := wallet.Open(wallet.Config{Dir: filepath.Join(t.TempDir(), "wallet"), BookSize: 5, Keep: []credential.TicketType{},
-		HTTP:     hc,
-		Topology: func(context.Context) (*directory.Topology, error) { return topo, nil }, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.CreateAccount(); err != nil {
-		t.Fatal(err)
-	}
+	w := accountWallet(t, topo, hc)
 	ctx := context.Background()
 	first := make(chan error, 1)
 	go func() { first <- w.Refill(ctx, credential.FastExit) }()
@@ -105,4 +89,20 @@ func TestLateFailureKeepsNewerVerdict(t *testing.T) {
 	if err := w.LastRefillError(); !wallet.NoAllowance(err) {
 		t.Fatalf("LastRefillError: %v, want the newer fetch's no-allowance verdict", err)
 	}
+}
+
+// accountWallet opens a wallet of the issuers in topo that reaches them
+// with hc, and creates its account.
+func accountWallet(t *testing.T, topo *directory.Topology, hc *http.Client) *wallet.Wallet {
+	t.Helper()
+	w, err := wallet.Open(wallet.Config{Dir: filepath.Join(t.TempDir(), "wallet"), BookSize: 5, Keep: []credential.TicketType{},
+		HTTP:     hc,
+		Topology: func(context.Context) (*directory.Topology, error) { return topo, nil }, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.CreateAccount(); err != nil {
+		t.Fatal(err)
+	}
+	return w
 }
