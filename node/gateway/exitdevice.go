@@ -100,7 +100,7 @@ func NewExitDevice(cfg ExitDeviceConfig) (*ExitDevice, error) {
 			return nil, err
 		}
 		own := func(pkt []byte) bool {
-			_, dst, ok := packetAddrs(pkt)
+			_, dst, ok := netstack.PacketAddrs(pkt)
 			return ok && dst != d.Addr4 && dst != d.Addr6
 		}
 		if d.split, err = newSplitDevice(d.stack, k.dev, own, cfg.Logger); err != nil {

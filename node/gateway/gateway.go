@@ -352,7 +352,7 @@ func (g *Gateway) startKernelExit() (tun.Device, error) {
 // tunnel addresses. WireGuard has already checked the source against the
 // sending peer's allowed IPs.
 func (g *Gateway) toKernel(pkt []byte) bool {
-	src, dst, ok := packetAddrs(pkt)
+	src, dst, ok := netstack.PacketAddrs(pkt)
 	if !ok || dst == g.peers.gw4 || dst == g.peers.gw6 {
 		return false
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -254,24 +253,4 @@ func (d *splitDevice) Close() error {
 // packets dropped on the way to WireGuard.
 func (d *splitDevice) stats() (out, in, dropped int64) {
 	return d.kernelOut.Load(), d.kernelIn.Load(), d.readDropped.Load()
-}
-
-// packetAddrs returns the source and destination of an IPv4 or IPv6 packet.
-func packetAddrs(pkt []byte) (src, dst netip.Addr, ok bool) {
-	if len(pkt) == 0 {
-		return
-	}
-	switch pkt[0] >> 4 {
-	case 4:
-		if len(pkt) < 20 {
-			return
-		}
-		return netip.AddrFrom4([4]byte(pkt[12:16])), netip.AddrFrom4([4]byte(pkt[16:20])), true
-	case 6:
-		if len(pkt) < 40 {
-			return
-		}
-		return netip.AddrFrom16([16]byte(pkt[8:24])), netip.AddrFrom16([16]byte(pkt[24:40])), true
-	}
-	return
 }

@@ -56,6 +56,7 @@ import (
 	"github.com/nymvpn/nymvpn/node/gateway"
 	"github.com/nymvpn/nymvpn/node/mixnode"
 	"github.com/nymvpn/nymvpn/sphinx"
+	"github.com/nymvpn/nymvpn/tun/netstack"
 )
 
 // Defaults, NymVPN's where it has them.
@@ -395,7 +396,7 @@ func (r *Router) readLoop() {
 		k, err := r.dev.Read(bufs, sizes, 0)
 		for i := range k {
 			pkt := bufs[i][:sizes[i]]
-			_, dst, ok := addrs(pkt)
+			_, dst, ok := netstack.PacketAddrs(pkt)
 			if !ok {
 				continue
 			}
@@ -588,26 +589,6 @@ func offset(p netip.Prefix, a netip.Addr) uint64 {
 		d = d<<8 | uint64(y[k]-x[k])
 	}
 	return d
-}
-
-// addrs returns an IP packet's source and destination.
-func addrs(pkt []byte) (src, dst netip.Addr, ok bool) {
-	if len(pkt) == 0 {
-		return
-	}
-	switch pkt[0] >> 4 {
-	case 4:
-		if len(pkt) < 20 {
-			return
-		}
-		return netip.AddrFrom4([4]byte(pkt[12:16])), netip.AddrFrom4([4]byte(pkt[16:20])), true
-	case 6:
-		if len(pkt) < 40 {
-			return
-		}
-		return netip.AddrFrom16([16]byte(pkt[8:24])), netip.AddrFrom16([16]byte(pkt[24:40])), true
-	}
-	return
 }
 
 // parseSURB decodes a SURB item.

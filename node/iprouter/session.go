@@ -8,6 +8,7 @@ import (
 
 	"github.com/nymvpn/nymvpn/mixnet"
 	"github.com/nymvpn/nymvpn/mixnet/ipr"
+	"github.com/nymvpn/nymvpn/tun/netstack"
 )
 
 // writeHeadroom is the space left in front of each packet written to the
@@ -126,7 +127,7 @@ func (s *session) message(id uint32, msg []byte) {
 				unknownData = true
 				continue
 			}
-			src, _, ok := addrs(body)
+			src, _, ok := netstack.PacketAddrs(body)
 			if !ok || (src != s.v4 && src != s.v6) || len(body) > r.cfg.MTU {
 				r.st.spoofed.Add(1)
 				continue

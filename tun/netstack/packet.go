@@ -200,3 +200,25 @@ func forwardable(a netip.Addr) bool {
 	return a.IsValid() && !a.IsUnspecified() && !a.IsMulticast() &&
 		a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
+
+// PacketAddrs returns an IPv4 or IPv6 packet's source and destination,
+// checking only that the fixed header is there: for routing decisions on
+// packets whose other fields are checked later, or not at all.
+func PacketAddrs(pkt []byte) (src, dst netip.Addr, ok bool) {
+	if len(pkt) == 0 {
+		return
+	}
+	switch pkt[0] >> 4 {
+	case 4:
+		if len(pkt) < ipv4MinHeader {
+			return
+		}
+		return netip.AddrFrom4([4]byte(pkt[12:16])), netip.AddrFrom4([4]byte(pkt[16:20])), true
+	case 6:
+		if len(pkt) < ipv6Header {
+			return
+		}
+		return netip.AddrFrom16([16]byte(pkt[8:24])), netip.AddrFrom16([16]byte(pkt[24:40])), true
+	}
+	return
+}
