@@ -104,38 +104,8 @@ func (l *lockedBuffer) String() string {
 // runDaemonWith is runDaemon with a directory and a log.
 func runDaemonWith(t *testing.T, stateDir, dirURL string, logs io.Writer) (c *http.Client, stop func()) {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "d.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Config{Socket: sock, StateDir: stateDir, Interface: "nymvpntest0", Firewall: &recordingFirewall{},
-			DirectoryURL: dirURL, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-			Ready: func() { close(ready) }})
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("daemon: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("daemon not ready")
-	}
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon: %v", err)
-		}
-	}
-	t.Cleanup(stop)
-	c = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}}}
-	return c, stop
+	return startDaemon(t, Config{StateDir: stateDir, DirectoryURL: dirURL,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 }
 
 // waitTickets polls GET /v1/tickets until ok accepts the answer.

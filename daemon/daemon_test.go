@@ -25,14 +25,27 @@ import (
 // stop is called.
 func runDaemon(t *testing.T, stateDir string) (c *http.Client, stop func()) {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "d.sock")
+	return startDaemon(t, Config{StateDir: stateDir})
+}
+
+// startDaemon runs Run with cfg on a new socket (a recording firewall, a
+// test interface name and a silent log unless cfg says otherwise) until
+// stop or the end of the test, and returns a client of its socket.
+func startDaemon(t *testing.T, cfg Config) (c *http.Client, stop func()) {
+	t.Helper()
+	cfg.Socket = filepath.Join(t.TempDir(), "d.sock")
+	cfg.Interface = "nymvpntest0"
+	if cfg.Firewall == nil {
+		cfg.Firewall = &recordingFirewall{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
+	cfg.Ready = func() { close(ready) }
 	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Config{Socket: sock, StateDir: stateDir, Interface: "nymvpntest0", Firewall: &recordingFirewall{},
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func() { close(ready) }})
-	}()
+	go func() { done <- Run(ctx, cfg) }()
 	select {
 	case <-ready:
 	case err := <-done:
@@ -53,7 +66,7 @@ func runDaemon(t *testing.T, stateDir string) (c *http.Client, stop func()) {
 	}
 	t.Cleanup(stop)
 	c = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		return (&net.Dialer{}).DialContext(ctx, "unix", cfg.Socket)
 	}}}
 	return c, stop
 }

@@ -5,12 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -92,31 +88,8 @@ func (noSystem) Down(context.Context) error                 { return nil }
 // system integration.
 func runFakeTunnelDaemon(t *testing.T, conn tunnelstate.Connector) *http.Client {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "d.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Config{Socket: sock, StateDir: t.TempDir(), Interface: "nymvpntest0", Firewall: &recordingFirewall{},
-			DirectoryURL: unreachableDirectory(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Ready: func() { close(ready) }, connector: conn, system: noSystem{}})
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("daemon: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("daemon not ready")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon: %v", err)
-		}
-	})
-	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}}}
+	c, _ := startDaemon(t, Config{StateDir: t.TempDir(), DirectoryURL: unreachableDirectory(t), connector: conn, system: noSystem{}})
+	return c
 }
 
 // waitStatus polls GET /v1/status until ok accepts it.
