@@ -256,21 +256,7 @@ func (u *UI) importField(av viewmodel.AccountView) layout.Widget {
 			gtx = gtx.Disabled()
 		}
 		return layout.Flex{Axis: layout.Vertical}.Layout(gtx,
-			layout.Rigid(func(gtx layout.Context) layout.Dimensions {
-				return layout.Flex{Alignment: layout.Middle}.Layout(gtx,
-					layout.Flexed(1, func(gtx layout.Context) layout.Dimensions {
-						return widget.Border{Color: line, CornerRadius: 6, Width: 1}.Layout(gtx, func(gtx layout.Context) layout.Dimensions {
-							return layout.UniformInset(8).Layout(gtx, func(gtx layout.Context) layout.Dimensions {
-								e := material.Editor(u.th, &a.phrase, av.ImportPlaceholder)
-								e.TextSize = 14
-								return e.Layout(gtx)
-							})
-						})
-					}),
-					layout.Rigid(layout.Spacer{Width: 8}.Layout),
-					layout.Rigid(u.button(&a.importB, av.Import, false)),
-				)
-			}),
+			layout.Rigid(u.editorRow(&a.phrase, av.ImportPlaceholder, u.button(&a.importB, av.Import, false))),
 			layout.Rigid(material.CheckBox(u.th, &a.show, "Show the words").Layout),
 		)
 	}

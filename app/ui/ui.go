@@ -635,21 +635,7 @@ func (u *UI) settingsWidgets(v viewmodel.View) []layout.Widget {
 			f := u.fields[s.Key]
 			return layout.Flex{Axis: layout.Vertical}.Layout(gtx, title,
 				layout.Rigid(layout.Spacer{Height: 4}.Layout),
-				layout.Rigid(func(gtx layout.Context) layout.Dimensions {
-					return layout.Flex{Alignment: layout.Middle}.Layout(gtx,
-						layout.Flexed(1, func(gtx layout.Context) layout.Dimensions {
-							return widget.Border{Color: line, CornerRadius: 6, Width: 1}.Layout(gtx, func(gtx layout.Context) layout.Dimensions {
-								return layout.UniformInset(8).Layout(gtx, func(gtx layout.Context) layout.Dimensions {
-									e := material.Editor(u.th, &f.ed, s.Placeholder)
-									e.TextSize = 14
-									return e.Layout(gtx)
-								})
-							})
-						}),
-						layout.Rigid(layout.Spacer{Width: 8}.Layout),
-						layout.Rigid(material.Button(u.th, &f.save, "Save").Layout),
-					)
-				}),
+				layout.Rigid(u.editorRow(&f.ed, s.Placeholder, material.Button(u.th, &f.save, "Save").Layout)),
 				layout.Rigid(layout.Spacer{Height: 2}.Layout), help)
 		})
 	}
@@ -698,4 +684,24 @@ func (u *UI) daemonWidgets(v viewmodel.View) []layout.Widget {
 		})
 	}
 	return ws
+}
+
+// editorRow is a bordered one-line editor with a button on its right: the
+// settings' text fields and the account's phrase field.
+func (u *UI) editorRow(ed *widget.Editor, placeholder string, button layout.Widget) layout.Widget {
+	return func(gtx layout.Context) layout.Dimensions {
+		return layout.Flex{Alignment: layout.Middle}.Layout(gtx,
+			layout.Flexed(1, func(gtx layout.Context) layout.Dimensions {
+				return widget.Border{Color: line, CornerRadius: 6, Width: 1}.Layout(gtx, func(gtx layout.Context) layout.Dimensions {
+					return layout.UniformInset(8).Layout(gtx, func(gtx layout.Context) layout.Dimensions {
+						e := material.Editor(u.th, ed, placeholder)
+						e.TextSize = 14
+						return e.Layout(gtx)
+					})
+				})
+			}),
+			layout.Rigid(layout.Spacer{Width: 8}.Layout),
+			layout.Rigid(button),
+		)
+	}
 }
